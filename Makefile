@@ -1,0 +1,34 @@
+# Two entry points: `make study` runs the full study, `make test` runs the test suite.
+# Both create .venv and install requirements.txt on first use.
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: setup data-package study quick report test lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Debian ships the real FashionMNIST; elsewhere the workflow downloads it from the mirrors.
+data-package:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+		|| echo "dataset-fashion-mnist not installed: the workflow will try the download mirrors"; \
+	fi
+
+study: setup data-package
+	$(BIN)/snakemake --cores $(CORES)
+
+quick: setup data-package
+	$(BIN)/snakemake --cores $(CORES) --configfile config/quick.yaml
+
+test: setup data-package
+	$(BIN)/python -m pytest tests
+
+lint: setup
+	$(BIN)/snakemake --lint

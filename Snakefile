@@ -1,0 +1,20 @@
+# fmnist-initopt: which weight initialisation and optimizer to pair, measured on FashionMNIST.
+# Run: snakemake --cores 2   (preview: add --configfile config/quick.yaml)
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+
+
+rule all:
+    input:
+        run_metrics(),
+    default_target: True

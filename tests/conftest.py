@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import write_synthetic_source  # noqa: E402
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# What a study workspace needs from the repository; results/ and data/ start empty.
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "slurm")
+
+TINY_CONFIG = {
+    "grid": {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam", "rmsprop"], "seeds": [1]},
+    "training": {"epochs": 2, "batch_size": 32, "train_size": None},
+    "validation": {"source": "holdout", "size": 100, "split_seed": 0},
+    "device": "cpu",
+    "report": {"target_accuracy": 0.5},
+}
+
+
+def deep_update(base: dict, overrides: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_update(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class Study:
+    """A copy of the workflow in a temporary directory, run on synthetic data."""
+
+    def __init__(self, root: Path, checksums: dict[str, str], source: Path):
+        self.root = root
+        self.checksums = checksums
+        self.source = source
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config" / "config.yaml"
+
+    def config(self) -> dict:
+        return yaml.safe_load(self.config_path.read_text())
+
+    def write_config(self, overrides: dict | None = None, base: dict | None = None) -> dict:
+        with open(REPO / "config" / "config.yaml") as handle:
+            repo_config = yaml.safe_load(handle)
+        config = deep_update(repo_config if base is None else base, TINY_CONFIG)
+        config["data"] = {"sources": [str(self.source)], "sha256": self.checksums}
+        config = deep_update(config, overrides or {})
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return config
+
+    def snakemake(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        result = subprocess.run(
+            [SNAKEMAKE, *args], cwd=self.root, capture_output=True, text=True, timeout=timeout, env=env
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def metrics(self, run_id: str) -> dict:
+        return json.loads((self.root / "results" / "runs" / run_id / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def synthetic_source(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    directory = tmp_path_factory.mktemp("synthetic-fmnist")
+    return directory, write_synthetic_source(directory)
+
+
+def make_study(root: Path, synthetic_source, overrides: dict | None = None) -> Study:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, root / name)
+    directory, checksums = synthetic_source
+    study = Study(root, checksums, directory)
+    study.write_config(overrides)
+    return study
+
+
+@pytest.fixture
+def study(tmp_path, synthetic_source) -> Study:
+    """A fresh tiny study (2 inits x 3 optimizers x 1 seed, 2 epochs) on synthetic data, not yet run."""
+    return make_study(tmp_path / "study", synthetic_source)

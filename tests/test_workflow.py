@@ -1,0 +1,46 @@
+"""The spine end to end: snakemake on synthetic data in a temporary copy of the workflow."""
+
+import json
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import REPO
+
+
+def metrics_schema():
+    return yaml.safe_load((REPO / "workflow" / "schemas" / "metrics.schema.yaml").read_text())
+
+
+def test_one_valid_metrics_file_per_combination_and_a_second_run_does_nothing(study):
+    study.snakemake("--cores", "2")
+    schema = metrics_schema()
+    runs = sorted(p.parent.name for p in (study.root / "results" / "runs").glob("*/metrics.json"))
+    expected = sorted(f"{i}_{o}_seed1" for i in ("he", "xavier") for o in ("adam", "rmsprop", "sgd"))
+    assert runs == expected
+    for run in runs:
+        metrics = study.metrics(run)
+        jsonschema.validate(metrics, schema)
+        assert metrics["status"] == "completed"
+        assert len(metrics["history"]["epoch"]) == 2
+        assert (study.root / "results" / "runs" / run / "train.log").read_text().count("epoch ") >= 2
+    again = study.snakemake("--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        ({"grid": {"optimizers": ["sgd", "adagrad2"]}}, "grid.optimizers"),
+        ({"optimizers": {"adam": {"class": "Adam", "kwargs": {"lr": -0.001}}}}, "optimizers.adam.kwargs.lr"),
+        ({"training": {"epochs": 0}}, "training.epochs"),
+        ({"trainig": {"epochs": 3}}, "trainig"),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(study, overrides, key):
+    study.write_config(overrides)
+    result = study.snakemake("--cores", "1", check=False)
+    assert result.returncode != 0
+    assert key in result.stderr
+    assert not (study.root / "results" / "runs").exists()

@@ -1,0 +1,206 @@
+"""FashionMNIST: fetch from an ordered list of sources, verify, and load as tensors.
+
+The four files land decompressed in ``<root>/FashionMNIST/raw/``, the layout that
+``torchvision.datasets.FashionMNIST(root, download=False)`` reads. A file is accepted
+only if its decompressed bytes match the pinned SHA-256 and torchvision can parse it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.datasets import FashionMNIST
+from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+from atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+FILE_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+FIX_HINT = (
+    "Fix: install the Debian package (apt-get install -y dataset-fashion-mnist, which puts the files in "
+    "/usr/share/datasets/fashion-mnist), or add a directory of the four *-ubyte.gz files or a reachable "
+    "mirror URL to data.sources in the config."
+)
+# The raw data is the output of one rule; the workflow and the loader agree on it here.
+RAW_SUBDIR = Path("FashionMNIST") / "raw"
+
+
+class DataError(RuntimeError):
+    """No source yielded a verified copy of every file."""
+
+
+@dataclass
+class Attempt:
+    source: str
+    file: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.file}: {self.problem}"
+
+
+def raw_dir(root: str | Path) -> Path:
+    return Path(root) / RAW_SUBDIR
+
+
+def root_of(raw_file: str | Path) -> Path:
+    """The data root a raw file lies under (the inverse of raw_dir)."""
+    return Path(raw_file).parents[len(RAW_SUBDIR.parts)]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_source_gz(source: str, name: str, destination: Path, timeout: float) -> None:
+    """Copy ``<source>/<name>.gz`` (a directory or an http(s) base URL) to `destination`."""
+    if source.startswith(("http://", "https://")):
+        url = f"{source.rstrip('/')}/{name}.gz"
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(destination, "wb") as out:
+            shutil.copyfileobj(response, out)
+    else:
+        path = Path(source).expanduser() / f"{name}.gz"
+        if not path.is_file():
+            raise FileNotFoundError(f"no file {path}")
+        shutil.copyfile(path, destination)
+
+
+def _verified_file(source: str, name: str, expected_sha256: str, destination: Path, timeout: float) -> None:
+    """Fetch, decompress and verify one file; it appears at `destination` only if it is right."""
+    with tempfile.TemporaryDirectory(prefix="fmnist-") as staging:
+        compressed_copy = Path(staging) / f"{name}.gz"
+        _copy_source_gz(source, name, compressed_copy, timeout)
+        with atomic_path(destination) as raw_tmp:
+            with gzip.open(compressed_copy, "rb") as compressed, open(raw_tmp, "wb") as out:
+                shutil.copyfileobj(compressed, out)
+            actual = sha256_of(raw_tmp)
+            if actual != expected_sha256:
+                raise ValueError(f"SHA-256 of the decompressed file is {actual}, expected {expected_sha256}")
+            try:
+                read_sn3_pascalvincent_tensor(str(raw_tmp), strict=True)
+            except (AssertionError, KeyError, RuntimeError, ValueError) as error:
+                raise ValueError("not a valid IDX file (bad magic number or sizes in its header)") from error
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return f"unreachable ({error.reason})"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, (EOFError, gzip.BadGzipFile, zlib.error)):
+        return f"not a complete gzip file ({error})"
+    if isinstance(error, FileNotFoundError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def fetch_raw_files(root: str | Path, sources: list[str], sha256: dict[str, str], timeout: float = 30) -> Path:
+    """Make every raw file present and verified under `root`, trying `sources` in order per file.
+
+    A file already present with the right checksum is kept as it is. Returns the raw directory.
+    Raises DataError listing every attempt when a file could not be had from any source.
+    """
+    target_dir = raw_dir(root)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    attempts: list[Attempt] = []
+    for name in FILE_NAMES:
+        destination = target_dir / name
+        if destination.is_file() and sha256_of(destination) == sha256[name]:
+            log.info("%s: already present and verified", name)
+            continue
+        for source in sources:
+            try:
+                _verified_file(source, name, sha256[name], destination, timeout)
+            except Exception as error:  # every failure of a source is reported, then the next is tried
+                attempts.append(Attempt(source, name, _describe(error)))
+                log.warning("%s", attempts[-1])
+                continue
+            log.info("%s: verified from %s", name, source)
+            break
+        else:
+            tried = "\n".join(f"  - {attempt}" for attempt in attempts)
+            raise DataError(f"could not obtain a verified copy of {name}. Tried:\n{tried}\n{FIX_HINT}")
+    return target_dir
+
+
+@dataclass
+class Splits:
+    """Images as float tensors normalised to [-1, 1] (N, 1, 28, 28), labels as int64."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    val_source: str
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_y), "validation": len(self.val_y), "test": len(self.test_y)}
+
+
+def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
+    """The brief's ToTensor + Normalize((0.5,), (0.5,)), done once for the whole set."""
+    return (images_uint8.to(torch.float32).div_(255.0).sub_(0.5).div_(0.5)).unsqueeze(1)
+
+
+def load_splits(
+    root: str | Path, val_source: str, val_size: int, split_seed: int, train_size: int | None
+) -> Splits:
+    """Train/validation/test tensors as the config describes; the split is the same for every run."""
+    train = FashionMNIST(str(root), train=True, download=False)
+    test = FashionMNIST(str(root), train=False, download=False)
+    images, labels = train.data, train.targets
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split_seed))
+    if val_source == "holdout":
+        if val_size >= len(labels):
+            raise ValueError(
+                f"validation.size is {val_size} but the training set has only {len(labels)} images; "
+                "set validation.size below that"
+            )
+        val_idx, train_idx = order[:val_size], order[val_size:]
+    else:
+        val_idx, train_idx = None, order
+    if train_size is not None:
+        if train_size > len(train_idx):
+            raise ValueError(
+                f"training.train_size is {train_size} but only {len(train_idx)} training images remain "
+                "after the validation hold-out; lower training.train_size or validation.size"
+            )
+        train_idx = train_idx[:train_size]
+    test_x, test_y = normalise(test.data), test.targets.clone()
+    if val_idx is None:
+        val_x, val_y = test_x, test_y
+    else:
+        val_x, val_y = normalise(images[val_idx]), labels[val_idx].clone()
+    return Splits(
+        train_x=normalise(images[train_idx]),
+        train_y=labels[train_idx].clone(),
+        val_x=val_x,
+        val_y=val_y,
+        test_x=test_x,
+        test_y=test_y,
+        val_source=val_source,
+    )

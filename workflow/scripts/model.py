@@ -1,0 +1,135 @@
+"""The brief's CNN, the configurable weight initialisations and optimizers."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The init that keeps PyTorch's own layer initialisation.
+DEFAULT_INIT = "default"
+INITIALISED_LAYERS = (nn.Conv2d, nn.Linear)
+_NOT_INIT_FUNCTIONS = {"calculate_gain", "trunc_normal_", "zeros_", "ones_", "constant_", "dirac_", "eye_"}
+
+
+class CNN(nn.Module):
+    """Exactly the lab brief's network: two conv+pool blocks, then two fully connected layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.flatten(1)
+        x = F.relu(self.fc1(x))
+        return self.fc2(x)
+
+
+def init_function_names() -> list[str]:
+    """torch.nn.init functions that can initialise a weight tensor in place, plus "default"."""
+    names = [
+        name
+        for name, value in vars(nn.init).items()
+        if name.endswith("_") and not name.startswith("_") and callable(value) and name not in _NOT_INIT_FUNCTIONS
+    ]
+    return sorted(names) + [DEFAULT_INIT]
+
+
+def optimizer_class_names() -> list[str]:
+    return sorted(
+        name
+        for name, value in vars(torch.optim).items()
+        if inspect.isclass(value) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
+    )
+
+
+def accepted_kwargs(callable_: Any, skip: tuple[str, ...]) -> list[str]:
+    return [name for name in inspect.signature(callable_).parameters if name not in skip]
+
+
+def init_kwargs_allowed(function: str) -> list[str]:
+    if function == DEFAULT_INIT:
+        return []
+    return accepted_kwargs(getattr(nn.init, function), skip=("tensor", "generator"))
+
+
+def optimizer_kwargs_allowed(class_name: str) -> list[str]:
+    return accepted_kwargs(getattr(torch.optim, class_name), skip=("params", "self"))
+
+
+def apply_init(model: nn.Module, function: str, kwargs: dict[str, Any], generator: torch.Generator) -> nn.Module:
+    """Initialise Conv2d/Linear weights with torch.nn.init.<function>(**kwargs); zero their biases."""
+    if function == DEFAULT_INIT:
+        return model
+    init_fn = getattr(nn.init, function)
+    for module in model.modules():
+        if isinstance(module, INITIALISED_LAYERS):
+            init_fn(module.weight, **kwargs, generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def build_model(init_function: str, init_kwargs: dict[str, Any], seed: int) -> CNN:
+    """A CNN whose initial weights depend only on the init and the seed."""
+    torch.manual_seed(seed)  # PyTorch's own layer init draws from the global generator
+    model = CNN()
+    return apply_init(model, init_function, init_kwargs, torch.Generator().manual_seed(seed))
+
+
+def build_optimizer(model: nn.Module, class_name: str, kwargs: dict[str, Any]) -> torch.optim.Optimizer:
+    prepared = {key: tuple(value) if isinstance(value, list) else value for key, value in kwargs.items()}
+    return getattr(torch.optim, class_name)(model.parameters(), **prepared)
+
+
+def hyperparameters_in_use(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's settings as it holds them (not as requested), JSON-ready."""
+    group = optimizer.param_groups[0]
+    used = {}
+    for key, value in group.items():
+        if key == "params":
+            continue
+        if isinstance(value, torch.Tensor):
+            value = value.item()
+        if isinstance(value, tuple):
+            value = list(value)
+        if value is None or isinstance(value, (bool, int, float, str, list)):
+            used[key] = value
+    return used
+
+
+def weight_stats(model: nn.Module, bins: int = 60) -> list[dict[str, Any]]:
+    """Per-layer weight mean/std/fans and a histogram: the brief's Task 1 check, kept for the report."""
+    stats = []
+    for name, module in model.named_modules():
+        if not isinstance(module, INITIALISED_LAYERS):
+            continue
+        weight = module.weight.detach().cpu().to(torch.float64)
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+        low, high = weight.min().item(), weight.max().item()
+        counts = torch.histc(weight, bins=bins, min=low, max=high)
+        stats.append(
+            {
+                "layer": name,
+                "shape": list(weight.shape),
+                "fan_in": fan_in,
+                "fan_out": fan_out,
+                "mean": weight.mean().item(),
+                "std": weight.std().item(),
+                "bias_abs_max": module.bias.detach().abs().max().item() if module.bias is not None else None,
+                "histogram": {
+                    "edges": torch.linspace(low, high, bins + 1).tolist(),
+                    "counts": [int(c) for c in counts.tolist()],
+                },
+            }
+        )
+    return stats

@@ -1,0 +1,66 @@
+"""Where a run executes: the device it trains on and the software it ran with."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+
+class DeviceError(RuntimeError):
+    pass
+
+
+def resolve_device(requested: str) -> torch.device:
+    """`auto` picks CUDA when a GPU is visible, else the CPU; `cuda` without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(
+            "device is 'cuda' but PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}). "
+            "Fix: run on a GPU node, or set device: auto (or cpu) in the config."
+        )
+    return torch.device(requested)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(directory: str | Path) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def environment(device: torch.device, threads: int, code_dir: str | Path) -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "snakemake": _version("snakemake"),
+        "device": device.type,
+        "device_name": device_name(device),
+        "threads": threads,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(code_dir),
+    }

@@ -1,0 +1,222 @@
+"""Train one (init, optimizer, seed) run and describe it as the metrics.json dictionary.
+
+The loop keeps the whole data set as tensors on the training device and draws batches by
+index from a seeded permutation, so no Python work happens per sample. What it computes is
+the brief's loop: cross-entropy, batches of `batch_size` (the last one partial), the epoch
+loss as the mean of the batch losses, validation after every epoch, the test set once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from atomic import atomic_path
+from fmnist_data import Splits
+from model import build_model, build_optimizer, hyperparameters_in_use, weight_stats
+
+METRICS_SCHEMA_VERSION = 1
+EVAL_BATCH_SIZE = 2000
+# Steps between checks for a non-finite loss: each check is one host sync (cheap on CPU,
+# a stall on GPU), and a diverged run wastes at most this many steps.
+DIVERGENCE_CHECK_EVERY = 25
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run's result; nothing about where or how fast it runs."""
+
+    init: str
+    init_function: str
+    init_kwargs: dict[str, Any]
+    optimizer: str
+    optimizer_class: str
+    optimizer_kwargs: dict[str, Any]
+    seed: int
+    epochs: int
+    batch_size: int
+    split: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.init}_{self.optimizer}_seed{self.seed}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "init": self.init,
+            "init_function": self.init_function,
+            "init_kwargs": self.init_kwargs,
+            "optimizer": self.optimizer,
+            "optimizer_class": self.optimizer_class,
+            "optimizer_kwargs": self.optimizer_kwargs,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "split": self.split,
+        }
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The data order of an epoch depends only on the run's seed and the epoch number,
+    so a resumed run draws exactly the batches an uninterrupted one would."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole set, in large batches."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for start in range(0, len(labels), EVAL_BATCH_SIZE):
+        logits = model(images[start : start + EVAL_BATCH_SIZE])
+        batch_labels = labels[start : start + EVAL_BATCH_SIZE]
+        loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").to(torch.float64)
+        correct += (logits.argmax(dim=1) == batch_labels).sum()
+    return loss_sum.item() / len(labels), correct.item() / len(labels)
+
+
+@dataclass
+class Divergence:
+    epoch: int
+    step: int
+    loss: float
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[float, Divergence | None]:
+    """One pass over the training set; returns the mean batch loss, or where the loss stopped being finite."""
+    model.train()
+    order = torch.randperm(len(labels), generator=generator).to(images.device)
+    steps = math.ceil(len(labels) / batch_size)
+    step_losses = torch.empty(steps, dtype=torch.float32, device=images.device)
+    checked = 0
+    for step in range(steps):
+        index = order[step * batch_size : (step + 1) * batch_size]
+        loss = F.cross_entropy(model(images[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step_losses[step] = loss.detach()
+        if (step + 1) % DIVERGENCE_CHECK_EVERY == 0 or step + 1 == steps:
+            window = step_losses[checked : step + 1]
+            finite = torch.isfinite(window)
+            if not bool(finite.all()):
+                first_bad = checked + int((~finite).nonzero()[0].item())
+                return math.nan, Divergence(epoch=-1, step=first_bad + 1, loss=float(step_losses[first_bad]))
+            checked = step + 1
+    return step_losses.to(torch.float64).mean().item(), None
+
+
+def _save_checkpoint(path: Path, spec: RunSpec, model, optimizer, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(
+            {
+                "fingerprint": spec.fingerprint(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                **state,
+            },
+            tmp,
+        )
+
+
+def _load_checkpoint(path: Path | None, spec: RunSpec, device: torch.device) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    if checkpoint.get("fingerprint") != spec.fingerprint():
+        log.warning("ignoring checkpoint %s: it belongs to other settings", path)
+        return None
+    return checkpoint
+
+
+def train_run(
+    spec: RunSpec,
+    splits: Splits,
+    device: torch.device,
+    checkpoint_path: Path | None = None,
+) -> dict[str, Any]:
+    """Train `spec` to the end (resuming from `checkpoint_path` if it holds a finished epoch)
+    and return its metrics. The checkpoint is written after every epoch and is left in place;
+    the caller removes it once the metrics are safely written."""
+    model = build_model(spec.init_function, spec.init_kwargs, spec.seed).to(device)
+    init_stats = weight_stats(model)
+    optimizer = build_optimizer(model, spec.optimizer_class, spec.optimizer_kwargs)
+    train_x, train_y = splits.train_x.to(device), splits.train_y.to(device)
+    val_x, val_y = splits.val_x.to(device), splits.val_y.to(device)
+
+    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_accuracy": [], "epoch_seconds": []}
+    checkpoint = _load_checkpoint(checkpoint_path, spec, device)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["torch_rng"].cpu())
+        history = checkpoint["history"]
+        init_stats = checkpoint["init_stats"]
+        log.info("%s: resuming after epoch %d from %s", spec.run_id, len(history["epoch"]), checkpoint_path)
+
+    divergence = None
+    for epoch in range(len(history["epoch"]) + 1, spec.epochs + 1):
+        started = time.perf_counter()
+        train_loss, divergence = train_epoch(
+            model, optimizer, train_x, train_y, spec.batch_size, epoch_generator(spec.seed, epoch)
+        )
+        if divergence is not None:
+            divergence.epoch = epoch
+            log.error(
+                "%s: loss became %s at epoch %d, step %d; stopping this run",
+                spec.run_id, divergence.loss, epoch, divergence.step,
+            )
+            break
+        val_loss, val_accuracy = evaluate(model, val_x, val_y)
+        seconds = time.perf_counter() - started
+        for key, value in zip(history, (epoch, train_loss, val_loss, val_accuracy, seconds)):
+            history[key].append(value)
+        log.info(
+            "%s: epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %.4f (%.1f s)",
+            spec.run_id, epoch, spec.epochs, train_loss, val_loss, val_accuracy, seconds,
+        )
+        if checkpoint_path is not None:
+            _save_checkpoint(checkpoint_path, spec, model, optimizer, {"history": history, "init_stats": init_stats})
+
+    if divergence is None:
+        test_loss, test_accuracy = evaluate(model, splits.test_x.to(device), splits.test_y.to(device))
+        test = {"loss": test_loss, "accuracy": test_accuracy}
+        log.info("%s: test accuracy %.4f, test loss %.4f", spec.run_id, test_accuracy, test_loss)
+    else:
+        test = {"loss": None, "accuracy": None}
+    return {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "run": {"id": spec.run_id, "init": spec.init, "optimizer": spec.optimizer, "seed": spec.seed},
+        "status": "completed" if divergence is None else "diverged",
+        "spec": spec.as_dict(),
+        "hyperparameters": hyperparameters_in_use(optimizer),
+        "data": {"validation_source": splits.val_source, **splits.sizes()},
+        "history": history,
+        "test": test,
+        "training_seconds": sum(history["epoch_seconds"]),
+        "divergence": None if divergence is None else vars(divergence),
+        "init_weight_stats": init_stats,
+    }
