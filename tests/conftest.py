@@ -101,3 +101,20 @@ def make_study(root: Path, synthetic_source, overrides: dict | None = None) -> S
 def study(tmp_path, synthetic_source) -> Study:
     """A fresh tiny study (2 inits x 3 optimizers x 1 seed, 2 epochs) on synthetic data, not yet run."""
     return make_study(tmp_path / "study", synthetic_source)
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """(rule, first output) of every job a `snakemake -n` run printed; ("all", "") for the target rule."""
+    jobs, rule = set(), None
+    for line in (result.stdout + result.stderr).splitlines():
+        text = line.strip()
+        words = text.split()
+        if len(words) == 2 and words[0] in ("rule", "localrule") and words[1].endswith(":"):
+            rule = words[1][:-1]
+            if rule == "all":
+                jobs.add(("all", ""))
+                rule = None
+        elif rule and text.startswith("output: "):
+            jobs.add((rule, text[len("output: "):].split(", ")[0]))
+            rule = None
+    return jobs

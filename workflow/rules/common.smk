@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -15,8 +16,9 @@ RAW_FILES = [f"{DATA_ROOT}/{RAW_SUBDIR}/{name}" for name in FILE_NAMES]
 RUN_METRICS = "results/runs/{init}_{optimizer}_seed{seed}/metrics.json"
 RUN_LOG = "results/runs/{init}_{optimizer}_seed{seed}/train.log"
 # Training code is an input of every training job: editing it makes those runs out of date.
+# Paths are relative to the working directory, so moving the checkout does not look like a change.
 TRAINING_CODE = sorted(
-    str(Path(workflow.basedir) / "workflow" / "scripts" / name)
+    os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / name)
     for name in ("train.py", "training.py", "model.py", "fmnist_data.py", "study.py")
 )
 

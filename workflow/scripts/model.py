@@ -12,7 +12,8 @@ from torch import nn
 # The init that keeps PyTorch's own layer initialisation.
 DEFAULT_INIT = "default"
 INITIALISED_LAYERS = (nn.Conv2d, nn.Linear)
-_NOT_INIT_FUNCTIONS = {"calculate_gain", "trunc_normal_", "zeros_", "ones_", "constant_", "dirac_", "eye_"}
+# In-place initialisers that need extra arguments or only fit some layer shapes.
+_NOT_INIT_FUNCTIONS = {"zeros_", "ones_", "constant_", "dirac_", "eye_"}
 
 
 class CNN(nn.Module):

@@ -86,23 +86,40 @@ def _check_sizes(config: dict[str, Any]) -> None:
         )
 
 
+def _numbers_as_floats(value: Any) -> Any:
+    """Keyword arguments with every number as a float, so `lr: 1` and `lr: 1.0` are one setting."""
+    if isinstance(value, dict):
+        return {key: _numbers_as_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(item) for item in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int) -> RunSpec:
     init_def, optimizer_def = config["inits"][init], config["optimizers"][optimizer]
+    training, validation = config["training"], config["validation"]
     return RunSpec(
         init=init,
         init_function=init_def["function"],
-        init_kwargs=dict(init_def.get("kwargs", {})),
+        init_kwargs=_numbers_as_floats(init_def.get("kwargs", {})),
         optimizer=optimizer,
         optimizer_class=optimizer_def["class"],
-        optimizer_kwargs=dict(optimizer_def["kwargs"]),
+        optimizer_kwargs=_numbers_as_floats(optimizer_def["kwargs"]),
         seed=int(seed),
-        epochs=config["training"]["epochs"],
-        batch_size=config["training"]["batch_size"],
+        epochs=int(training["epochs"]),
+        batch_size=int(training["batch_size"]),
         split={
-            "val_source": config["validation"]["source"],
-            "val_size": config["validation"]["size"],
-            "split_seed": config["validation"]["split_seed"],
-            "train_size": config["training"]["train_size"],
+            "val_source": validation["source"],
+            # the hold-out size means nothing when the test set validates
+            "val_size": int(validation["size"]) if validation["source"] == "holdout" else None,
+            "split_seed": int(validation["split_seed"]),
+            "train_size": _int_or_none(training["train_size"]),
         },
     )
 

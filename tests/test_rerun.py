@@ -1,0 +1,96 @@
+"""Changing the config redoes exactly the work the change affects (issue 4)."""
+
+import shutil
+
+import pytest
+import yaml
+
+from conftest import make_study, planned_jobs
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, synthetic_source):
+    study = make_study(tmp_path_factory.mktemp("finished") / "study", synthetic_source)
+    study.snakemake("--cores", "2")
+    return study
+
+
+@pytest.fixture
+def copy(finished, tmp_path):
+    """A private copy of the finished study (timestamps and Snakemake's records kept)."""
+    target = tmp_path / "copy"
+    shutil.copytree(finished.root, target, symlinks=True)
+    clone = type(finished)(target, finished.checksums, finished.source)
+    assert planned_jobs(clone.snakemake("-n")) == set(), "a finished study must plan nothing"
+    return clone
+
+
+def edit_config(study, change):
+    config = study.config()
+    change(config)
+    study.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def trained(jobs):
+    return {output.split("/")[2] for rule, output in jobs if rule == "train"}
+
+
+def not_training(jobs):
+    return {rule for rule, _ in jobs if rule != "train"}
+
+
+def runs(inits, optimizers, seeds):
+    return {f"{i}_{o}_seed{s}" for i in inits for o in optimizers for s in seeds}
+
+
+def test_changing_adams_lr_retrains_only_the_adam_runs(copy):
+    edit_config(copy, lambda c: c["optimizers"]["adam"]["kwargs"].update(lr=2.0e-3))
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert trained(jobs) == runs(["he", "xavier"], ["adam"], [1])
+
+
+def test_adding_a_seed_trains_only_the_new_runs(copy):
+    edit_config(copy, lambda c: c["grid"].update(seeds=[1, 2]))
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [2])
+
+
+def test_adding_an_optimizer_defined_in_yaml_trains_only_its_runs(copy):
+    def add_adamw(config):
+        config["optimizers"]["adamw"] = {"class": "AdamW", "kwargs": {"lr": 1.0e-3, "weight_decay": 1.0e-2}}
+        config["grid"]["optimizers"].append("adamw")
+
+    edit_config(copy, add_adamw)
+    assert trained(planned_jobs(copy.snakemake("-n"))) == runs(["he", "xavier"], ["adamw"], [1])
+    copy.snakemake("--cores", "2")
+    assert copy.metrics("he_adamw_seed1")["hyperparameters"]["weight_decay"] == 0.01
+
+
+def test_removing_an_init_trains_nothing(copy):
+    edit_config(copy, lambda c: c["grid"].update(inits=["he"]))
+    assert trained(planned_jobs(copy.snakemake("-n"))) == set()
+
+
+def test_reordering_keys_and_respelling_numbers_reruns_nothing(copy):
+    text = copy.config_path.read_text()
+    config = yaml.safe_load(text)
+    reordered = {key: config[key] for key in reversed(list(config))}
+    reordered["optimizers"]["adam"]["kwargs"] = dict(reversed(list(config["optimizers"]["adam"]["kwargs"].items())))
+    dumped = yaml.safe_dump(reordered, sort_keys=False)
+    assert "lr: 0.001" in dumped
+    copy.config_path.write_text(dumped.replace("lr: 0.001", "lr: 1.0e-3").replace("lr: 0.01", "lr: 1.0e-2"))
+    assert planned_jobs(copy.snakemake("-n")) == set()
+
+
+def test_editing_training_code_reruns_exactly_the_runs_that_use_it(copy):
+    code = copy.root / "workflow" / "scripts" / "training.py"
+    code.write_text(code.read_text() + "\n# a harmless edit\n")
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [1])
+    assert not any(rule == "fetch_data" for rule, _ in jobs)
+    # accepting the edit without retraining, as the README documents
+    copy.snakemake("--cores", "1", "--touch")
+    assert trained(planned_jobs(copy.snakemake("-n"))) == set()
+    # and forcing a retrain of one run when it is wanted
+    forced = planned_jobs(copy.snakemake("-n", "--forcerun", "results/runs/he_sgd_seed1/metrics.json"))
+    assert trained(forced) == {"he_sgd_seed1"}
