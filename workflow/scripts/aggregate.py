@@ -138,14 +138,15 @@ def welch(a: np.ndarray, b: np.ndarray, confidence: float) -> dict[str, float]:
 
     NaN interval and p when either side has fewer than two values. When neither side varies
     at all (e.g. every seed reached the target in the same epoch) the t statistic is undefined;
-    the difference is then exact: p = 1 if the values agree, else 0.
+    the difference is then exact ("exact": True): p = 1 if the values agree, else 0.
     """
     difference = float(np.mean(a) - np.mean(b)) if len(a) and len(b) else math.nan
-    result = {"difference": difference, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
+    result = {"difference": difference, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "exact": False}
     if len(a) < 2 or len(b) < 2:
         return result
-    if np.var(a) == 0 and np.var(b) == 0:
-        return {**result, "ci_low": difference, "ci_high": difference, "p_value": 1.0 if difference == 0 else 0.0}
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        exact = {"ci_low": difference, "ci_high": difference, "p_value": 1.0 if difference == 0 else 0.0, "exact": True}
+        return {**result, **exact}
     with warnings.catch_warnings():
         # One exactly constant side (common for epochs-to-target) is fine for Welch, but scipy warns about it.
         if np.ptp(a) == 0 or np.ptp(b) == 0:

@@ -25,17 +25,25 @@ from aggregate import combination_label, confidence_interval  # noqa: E402
 from atomic import atomic_path  # noqa: E402
 
 OPTIMIZER_COLOURS = list(plt.get_cmap("tab10").colors)
-INIT_LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
-INIT_HATCHES = ["", "//", "..", "xx", "\\\\", "++"]
+INIT_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
+INIT_HATCHES = ["", "//", "xx", "..", "\\\\", "++"]
+# The brief's names keep the first, most readable slots (blue/orange/green, solid/dashed);
+# any other name gets a slot from a hash of itself.
+PREFERRED_SLOTS = {"sgd": 0, "adam": 1, "rmsprop": 2, "he": 0, "xavier": 1}
 DPI = 120
 
 
 def style_slots(names: Iterable[str], slots: int) -> dict[str, int]:
-    """A slot per name from a hash of the name (stable across runs and Python processes);
-    a name whose slot is taken moves to the next free one, in sorted-name order."""
+    """A slot per name, the same in every figure and every study: the preferred slot for the
+    brief's names, else one from a hash of the name (stable across Python processes), moving to
+    the next free slot when taken. Names beyond the number of slots share slots."""
+    names = set(names)
     taken: set[int] = set()
     assigned = {}
-    for name in sorted(set(names)):
+    for name in sorted(names & PREFERRED_SLOTS.keys()):
+        assigned[name] = PREFERRED_SLOTS[name] % slots
+        taken.add(assigned[name])
+    for name in sorted(names - PREFERRED_SLOTS.keys()):
         slot = int(hashlib.sha256(name.encode()).hexdigest(), 16) % slots
         for _ in range(slots):
             if slot not in taken:
@@ -44,6 +52,11 @@ def style_slots(names: Iterable[str], slots: int) -> dict[str, int]:
         taken.add(slot)
         assigned[name] = slot
     return assigned
+
+
+def outside_legend(figure: plt.Figure, handles: list) -> None:
+    """One legend to the right of all panels, so it never hides data."""
+    figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
 
 
 def optimizer_colours(names: Iterable[str]) -> dict[str, Any]:
@@ -61,8 +74,11 @@ class Styles:
     """The colour and line style of every combination in one study."""
 
     def __init__(self, inits: Iterable[str], optimizers: Iterable[str]):
-        self.colour = optimizer_colours(optimizers)
-        self.init = init_styles(inits)
+        inits, optimizers = list(dict.fromkeys(inits)), list(dict.fromkeys(optimizers))
+        colours, styles = optimizer_colours(optimizers), init_styles(inits)
+        # Legends list the names in the study's own (grid) order.
+        self.colour = {name: colours[name] for name in optimizers}
+        self.init = {name: styles[name] for name in inits}
 
     def line(self, init: str, optimizer: str) -> dict[str, Any]:
         return {"color": self.colour[optimizer], "linestyle": self.init[init]["linestyle"], "linewidth": 2}
@@ -123,10 +139,8 @@ def learning_curves(
             axis.plot(epochs, mean, marker="o", markersize=4, label=combination_label(init, optimizer), **style)
             if not np.isnan(low).all():
                 axis.fill_between(epochs, low, high, color=style["color"], alpha=0.15, linewidth=0)
-    accuracy_axis.axhline(target_accuracy, color="grey", linewidth=1, linestyle=(0, (2, 2)))
-    accuracy_axis.annotate(
-        f"target {target_accuracy:g}", (1, target_accuracy), xycoords=("axes fraction", "data"),
-        ha="right", va="bottom", fontsize=9, color="grey",
+    target_line = accuracy_axis.axhline(
+        target_accuracy, color="grey", linewidth=1, linestyle=(0, (2, 2)), label=f"target accuracy {target_accuracy:g}"
     )
     loss_axis.set(xlabel="epoch", ylabel="training loss (mean cross-entropy, nats)", title="Training loss")
     accuracy_axis.set(xlabel="epoch", ylabel="validation accuracy (fraction correct)", title="Validation accuracy")
@@ -138,7 +152,9 @@ def learning_curves(
         else "one seed per combination: no band"
     )
     figure.suptitle(f"Learning curves, mean over seeds ({band})")
-    loss_axis.legend(title="init + optimizer", fontsize=9)
+    figure.tight_layout()
+    handles, _ = loss_axis.get_legend_handles_labels()
+    outside_legend(figure, [*handles, target_line])
     save(figure, path)
 
 
@@ -196,7 +212,8 @@ def accuracy_and_time(
     multi_seed = combinations["n_completed"].max() > 1
     whiskers = f"error bars: {confidence:.0%} CI of the mean" if multi_seed else "one seed: no error bars"
     figure.suptitle(f"Accuracy and cost per combination (dots: single seeds; {whiskers})")
-    time_axis.legend(handles=styles.legend_handles("bar"), fontsize=9, loc="lower right")
+    figure.tight_layout()
+    outside_legend(figure, styles.legend_handles("bar"))
     save(figure, path)
 
 
@@ -215,15 +232,15 @@ def epochs_to_target(
     for axis, metric in ((epoch_axis, "epochs_to_target"), (seconds_axis, "seconds_to_target")):
         _label_missing(axis, combinations, metric, "never reached")
         for position, row in enumerate(combinations.itertuples(index=False)):
-            axis.text(position, 1.0, f"{row.n_reached_target}/{row.n_seeds}", transform=axis.get_xaxis_transform(),
+            axis.text(position, 1.01, f"{row.n_reached_target}/{row.n_seeds}", transform=axis.get_xaxis_transform(),
                       ha="center", va="bottom", fontsize=9)
+        axis.set_title(axis.get_title(), pad=18)
     multi_seed = combinations["n_completed"].max() > 1
     whiskers = f"error bars: {confidence:.0%} CI over seeds that reached it" if multi_seed else "one seed: no error bars"
-    figure.suptitle(
-        f"Convergence to validation accuracy {target_accuracy:g} (above bars: seeds that reached it; {whiskers})",
-        y=1.03,
-    )
-    seconds_axis.legend(handles=styles.legend_handles("bar"), fontsize=9, loc="upper right")
+    figure.suptitle(f"Convergence to validation accuracy {target_accuracy:g}\n(numbers above the bars: seeds that "
+                    f"reached it; {whiskers})")
+    figure.tight_layout()
+    outside_legend(figure, styles.legend_handles("bar"))
     save(figure, path)
 
 

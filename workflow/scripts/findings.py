@@ -132,7 +132,8 @@ def best_sentence(summary: pd.DataFrame, combinations: pd.DataFrame, metric: str
             "no uncertainty can be estimated."
         )
     detail = (
-        f"difference {difference} [{number(metric, test['ci_low'])}, {number(metric, test['ci_high'])}], "
+        f"Difference {difference}, the same in every seed" if test["exact"] else
+        f"Difference {difference} [{number(metric, test['ci_low'])}, {number(metric, test['ci_high'])}], "
         f"Welch p = {test['p_value']:.3g}"
     )
     verdict = "a real difference at this confidence" if test["distinguishable"] else "*not distinguishable*"
@@ -143,6 +144,8 @@ def verdict(test: dict[str, float], higher_is_better: bool, confidence: float, i
     """Whether `init` (the first of the pair) helps, hurts, or cannot be told apart from the other."""
     if math.isnan(test["p_value"]):
         return "not testable (fewer than two seeds)"
+    if test["exact"] and test["difference"] == 0:
+        return "no difference (same value in every seed)"
     if test["p_value"] >= 1 - confidence:
         return "within noise"
     better = test["difference"] > 0 if higher_is_better else test["difference"] < 0
@@ -168,7 +171,7 @@ def init_effects(summary: pd.DataFrame, combinations: pd.DataFrame, confidence: 
                         "n/a" if math.isnan(test["ci_low"])
                         else f"[{number(metric, test['ci_low'])}, {number(metric, test['ci_high'])}]"
                     ),
-                    "p": "n/a" if math.isnan(test["p_value"]) else f"{test['p_value']:.3g}",
+                    "p": _p_text(test),
                     "verdict": verdict(test, METRICS[metric], confidence, a),
                 }
                 if metric == "epochs_to_target":
@@ -176,8 +179,16 @@ def init_effects(summary: pd.DataFrame, combinations: pd.DataFrame, confidence: 
                     row["seeds reaching target"] = (
                         f"{a}: {_reached(summary, a, optimizer)}, {b}: {_reached(summary, b, optimizer)}"
                     )
+                else:
+                    row["seeds reaching target"] = ""
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _p_text(test: dict[str, Any]) -> str:
+    if test["exact"]:
+        return "n/a (same value in every seed)"
+    return "n/a" if math.isnan(test["p_value"]) else f"{test['p_value']:.3g}"
 
 
 def _reached(summary: pd.DataFrame, init: str, optimizer: str) -> str:
@@ -245,7 +256,7 @@ def _poor_accuracy(summary: pd.DataFrame, combinations: pd.DataFrame, confidence
             lines.append(
                 f"- **{row['combination']}** performed worse than **{best['combination']}** in final test accuracy: "
                 f"{signed('accuracy', -test['difference'])} [{number('accuracy', -test['ci_high'])}, "
-                f"{number('accuracy', -test['ci_low'])}], Welch p = {test['p_value']:.3g}."
+                f"{number('accuracy', -test['ci_low'])}], Welch p = {_p_text(test)}."
             )
     return lines
 
