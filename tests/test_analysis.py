@@ -134,7 +134,10 @@ def test_init_effects_separate_a_real_difference_from_noise(tables):
     assert sgd_accuracy["difference"] == "+0.1000" and sgd_accuracy["verdict"] == "he helps"
     assert effect(effects, "sgd", "epochs to target")["verdict"] == "he helps"  # 1 epoch against 3
     assert effect(effects, "adam", "final test accuracy")["verdict"] == "within noise"
-    assert effect(effects, "rmsprop", "epochs to target")["verdict"] == "he helps (only he reached the target)"
+    # he reached the target in 2 of 3 seeds, xavier in 0 of 3: Fisher's exact p = 0.4, too few seeds to tell.
+    rmsprop_epochs = effect(effects, "rmsprop", "epochs to target")
+    assert rmsprop_epochs["verdict"] == "within noise (only he reached the target)"
+    assert rmsprop_epochs["p"].startswith(f"{stats.fisher_exact([[2, 1], [0, 3]]).pvalue:.3g} (Fisher")
 
 
 def test_verdict_sign_flips_when_the_inits_swap_roles():

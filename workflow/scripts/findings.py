@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
 from aggregate import METRICS, combination_label, distinguishable, values_of, welch
 
@@ -86,7 +87,7 @@ def summary_table(combinations: pd.DataFrame, confidence: float) -> str:
             },
         }
     )
-    return table.to_markdown(index=False)
+    return table.to_markdown(index=False, disable_numparse=True)
 
 
 def ranked(combinations: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -175,7 +176,7 @@ def init_effects(summary: pd.DataFrame, combinations: pd.DataFrame, confidence: 
                     "verdict": verdict(test, METRICS[metric], confidence, a),
                 }
                 if metric == "epochs_to_target":
-                    row["verdict"] = _reach_verdict(summary, a, b, optimizer, row["verdict"])
+                    row.update(_reach_comparison(summary, a, b, optimizer, confidence))
                     row["seeds reaching target"] = (
                         f"{a}: {_reached(summary, a, optimizer)}, {b}: {_reached(summary, b, optimizer)}"
                     )
@@ -191,22 +192,33 @@ def _p_text(test: dict[str, Any]) -> str:
     return "n/a" if math.isnan(test["p_value"]) else f"{test['p_value']:.3g}"
 
 
-def _reached(summary: pd.DataFrame, init: str, optimizer: str) -> str:
+def _reach_counts(summary: pd.DataFrame, init: str, optimizer: str) -> tuple[int, int]:
+    """Seeds that reached the target and seeds that did not (a diverged run did not)."""
     runs = summary[(summary["init"] == init) & (summary["optimizer"] == optimizer)]
-    return f"{int(runs['reached_target'].sum())}/{len(runs)}"
+    reached = int(runs["reached_target"].sum())
+    return reached, len(runs) - reached
 
 
-def _reach_verdict(summary: pd.DataFrame, a: str, b: str, optimizer: str, tested: str) -> str:
-    """When only one init ever reached the target there are no epochs to compare: that fact is the verdict."""
-    reached_a = len(values_of(summary, a, optimizer, "epochs_to_target"))
-    reached_b = len(values_of(summary, b, optimizer, "epochs_to_target"))
-    if reached_a and not reached_b:
-        return f"{a} helps (only {a} reached the target)"
-    if reached_b and not reached_a:
-        return f"{a} hurts (only {b} reached the target)"
-    if not reached_a and not reached_b:
-        return "neither reached the target"
-    return tested
+def _reached(summary: pd.DataFrame, init: str, optimizer: str) -> str:
+    reached, missed = _reach_counts(summary, init, optimizer)
+    return f"{reached}/{reached + missed}"
+
+
+def _reach_comparison(summary: pd.DataFrame, a: str, b: str, optimizer: str, confidence: float) -> dict[str, str]:
+    """When an init never reached the target there are no epochs to compare; what differs is how many seeds
+    reached it, tested with Fisher's exact test. Empty when both inits have epochs to compare."""
+    counts_a, counts_b = _reach_counts(summary, a, optimizer), _reach_counts(summary, b, optimizer)
+    if counts_a[0] and counts_b[0]:
+        return {}
+    if not counts_a[0] and not counts_b[0]:
+        return {"verdict": "neither reached the target"}
+    p_value = stats.fisher_exact([counts_a, counts_b]).pvalue
+    only = a if counts_a[0] else b
+    if p_value >= 1 - confidence:
+        outcome = "within noise"
+    else:
+        outcome = f"{a} helps" if only == a else f"{a} hurts"
+    return {"p": f"{p_value:.3g} (Fisher, seeds reaching)", "verdict": f"{outcome} (only {only} reached the target)"}
 
 
 def problems(
@@ -316,7 +328,7 @@ def hyperparameter_table(all_metrics: list[dict]) -> str:
             else:
                 setting = [f"{m['spec']['optimizer_class']}({_kwargs(_numeric(m['hyperparameters']))})" for m in runs]
             rows.append({"kind": kind, "name": name, "as used": _one_or_all(setting)})
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def _numeric(hyperparameters: dict[str, Any]) -> dict[str, Any]:
@@ -378,7 +390,7 @@ def findings_markdown(
             f"pair helps or hurts at {confidence:.0%} confidence (Welch's t-test) or is within seed noise."
             if len(inits) > 1 else "Only one init was trained, so no init comparison is possible."
         ),
-        effects.to_markdown(index=False) if len(effects) else "",
+        effects.to_markdown(index=False, disable_numparse=True) if len(effects) else "",
         "## Poor results, missed targets and divergence",
         "\n".join(problems(summary, combinations, target_accuracy, confidence)),
         "## Figures",
