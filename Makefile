@@ -27,6 +27,10 @@ study: setup data-package
 quick: setup data-package
 	$(BIN)/snakemake --cores $(CORES) --configfile config/quick.yaml
 
+# The study (whatever is missing of it), then the self-contained HTML report.
+report: setup data-package
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html --report-after-run
+
 test: setup data-package
 	$(BIN)/python -m pytest tests
 

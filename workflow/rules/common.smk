@@ -56,3 +56,27 @@ def spec_of(wildcards):
     """The settings that define one run, as one canonical string: they, and nothing else, decide a rerun."""
     spec = run_spec(config, wildcards.init, wildcards.optimizer, int(wildcards.seed))
     return canonical_json(spec.as_dict())
+
+
+# The analysis (report.smk): its files, and the settings that reach only its rules.
+from findings import FIGURE_CAPTIONS  # noqa: E402
+
+SUMMARY_CSV = "results/summary.csv"
+COMBINATIONS_CSV = "results/combinations.csv"
+FINDINGS_MD = "results/findings.md"
+FIGURES_DIR = "results/figures"
+FIGURE_NAMES = list(FIGURE_CAPTIONS)
+# Report settings reach only the analysis rules: changing them redraws the report, never retrains.
+REPORT_PARAMS = {
+    "target_accuracy": config["report"]["target_accuracy"],
+    "confidence": config["report"]["confidence"],
+}
+
+
+def report_code(*names):
+    """Analysis code as an input: editing a script makes the outputs that depend on it out of date."""
+    return [str(Path(workflow.basedir) / "workflow" / "scripts" / name) for name in names]
+
+
+def report_outputs():
+    return [FINDINGS_MD, *(f"{FIGURES_DIR}/{name}.png" for name in FIGURE_NAMES)]

@@ -1,0 +1,39 @@
+"""The analysis rules end to end on synthetic data: figures, findings.md and the HTML report."""
+
+import re
+
+from conftest import REPO  # noqa: F401  (puts the workflow scripts on sys.path)
+from findings import FIGURE_CAPTIONS
+
+
+def jobs_planned(result) -> set[str]:
+    """Rule names in a dry run's job-stats table."""
+    text = result.stdout + result.stderr
+    table = text.split("Job stats:", 1)[1].split("Reasons:", 1)[0] if "Job stats:" in text else ""
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"total"}
+
+
+# Two of each name keep every comparison in play while training only four tiny runs.
+SMALL_GRID = {"grid": {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam"], "seeds": [1]}}
+
+
+def test_study_then_html_report_and_report_settings_never_retrain(study):
+    study.write_config(SMALL_GRID)
+    study.snakemake("--cores", "2")
+    results = study.root / "results"
+    for name in ("summary.csv", "combinations.csv", "findings.md", *(f"figures/{n}.png" for n in FIGURE_CAPTIONS)):
+        assert (results / name).stat().st_size > 0, name
+    findings = (results / "findings.md").read_text()
+    assert "no uncertainty can be estimated" in findings  # the tiny study has one seed
+    for link in re.findall(r"\]\(([^)]+)\)", findings):
+        assert (results / link).is_file(), link
+
+    study.snakemake("--report", "results/report.html")
+    report = (results / "report.html").read_bytes()
+    assert len(report) > 10_000 and b"learning_curves.png" in report
+
+    # The README's "regenerate only the report" command reruns the analysis and nothing else.
+    assert jobs_planned(study.snakemake("-n", "--forcerun", "aggregate")) == {"aggregate", "figures", "findings", "all"}
+    # A report setting reaches only the analysis rules: changing it re-analyses, never retrains.
+    study.write_config({**SMALL_GRID, "report": {"target_accuracy": 0.3}})
+    assert jobs_planned(study.snakemake("-n")) == {"aggregate", "figures", "findings", "all"}

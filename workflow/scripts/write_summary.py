@@ -1,0 +1,19 @@
+"""Snakemake entry: the runs' metrics.json files -> summary.csv (per run) and combinations.csv (per init x optimizer)."""
+
+from aggregate import combine, load_metrics, summarize_runs, write_csv
+from logsetup import log_to
+
+log = log_to(snakemake.log[0])
+try:
+    summary = summarize_runs(load_metrics(snakemake.input.metrics), snakemake.params.target_accuracy)
+    combinations = combine(summary, snakemake.params.confidence)
+    write_csv(summary, snakemake.output.summary)
+    write_csv(combinations, snakemake.output.combinations)
+    log.info(
+        "%d runs (%d diverged) in %d combinations; target accuracy %g, confidence %g",
+        len(summary), (summary["status"] == "diverged").sum(), len(combinations),
+        snakemake.params.target_accuracy, snakemake.params.confidence,
+    )
+except Exception:
+    log.exception("aggregation failed")
+    raise
