@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -184,18 +183,20 @@ def test_verified_data_is_never_replaced_even_when_every_source_is_bad(tmp_path,
     assert state(raw_dir(root)) == before
 
 
-def test_a_bad_source_stops_snakemake_with_file_and_source_in_the_log_and_no_data(study, tmp_path, mirror):
+def test_a_bad_source_stops_snakemake_naming_file_and_source_and_keeps_the_verified_files(study, tmp_path, mirror):
+    study.snakemake(*(f"data/FashionMNIST/raw/{name}" for name in FILE_NAMES), "--cores", "1")
+    raw = study.root / "data" / "FashionMNIST" / "raw"
+    (raw / BAD_FILE).unlink()
+    before = state(raw)
     broken = copy_with(study.source, tmp_path / "bad", None)
     config = study.config()
     config["data"].update(sources=[str(broken), mirror.url("missing")], timeout_seconds=TIMEOUT)
     study.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    target = f"data/FashionMNIST/raw/{FILE_NAMES[0]}"
-    result = study.snakemake(target, "--cores", "1", check=False)
+    result = study.snakemake("--cores", "1", check=False)
     assert result.returncode != 0
-    log = (study.root / "results" / "logs" / "fetch_data.log").read_text()
+    log = (study.root / "results" / "logs" / "fetch_data" / f"{BAD_FILE}.log").read_text()
     assert f"{broken}: {BAD_FILE}: no file" in log
     assert f"{mirror.url('missing')}: {BAD_FILE}: HTTP 404" in log
     assert "apt-get install -y dataset-fashion-mnist" in log
-    raw = study.root / "data" / "FashionMNIST" / "raw"
-    assert not raw.exists() or os.listdir(raw) == []  # Snakemake removed the failed job's files; no temp file
+    assert state(raw) == before  # the three verified files untouched, no partial fourth
     assert not (study.root / "results" / "runs").exists()

@@ -9,7 +9,8 @@ from study import ConfigError, canonical_json, grid_runs, run_spec, validated_co
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 DATA_ROOT = "data"
-RAW_FILES = [f"{DATA_ROOT}/{RAW_SUBDIR}/{name}" for name in FILE_NAMES]
+RAW_FILE = f"{DATA_ROOT}/{RAW_SUBDIR}/{{raw_name}}"
+RAW_FILES = [RAW_FILE.format(raw_name=name) for name in FILE_NAMES]
 RUN_METRICS = "results/runs/{init}_{optimizer}_seed{seed}/metrics.json"
 RUN_LOG = "results/runs/{init}_{optimizer}_seed{seed}/train.log"
 # Training code is an input of every training job: editing it makes those runs out of date.
@@ -29,6 +30,7 @@ wildcard_constraints:
     init="|".join(sorted(config["inits"])),
     optimizer="|".join(sorted(config["optimizers"])),
     seed=r"0|[1-9][0-9]*",
+    raw_name="|".join(FILE_NAMES),
 
 
 def run_metrics():

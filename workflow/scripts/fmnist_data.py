@@ -154,8 +154,10 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def fetch_raw_files(root: str | Path, sources: list[str], sha256: dict[str, str], timeout: float = 30) -> Path:
-    """Make every raw file present and verified under `root`, trying `sources` in order per file.
+def fetch_raw_files(
+    root: str | Path, sources: list[str], sha256: dict[str, str], timeout: float = 30, names=FILE_NAMES
+) -> Path:
+    """Make the raw files `names` present and verified under `root`, trying `sources` in order per file.
 
     A file already present with the right checksum is kept as it is. Returns the raw directory.
     Raises DataError listing every attempt when a file could not be had from any source.
@@ -163,7 +165,7 @@ def fetch_raw_files(root: str | Path, sources: list[str], sha256: dict[str, str]
     target_dir = raw_dir(root)
     target_dir.mkdir(parents=True, exist_ok=True)
     attempts: list[Attempt] = []
-    for name in FILE_NAMES:
+    for name in names:
         destination = target_dir / name
         if destination.is_file() and sha256_of(destination) == sha256[name]:
             log.info("%s: already present and verified", name)
