@@ -102,7 +102,7 @@ def other_dataset(tmp_path: Path) -> bytes:
     return (other / f"{BAD_FILE}.gz").read_bytes()
 
 
-# (case, how to make the bad source, the problem reported, checksum override for BAD_FILE)
+# case: (how to make the bad directory source from tmp_path and the good directory, the problem reported)
 CASES = {
     "truncated gzip": (lambda t, g: copy_with(g, t / "bad", (g / f"{BAD_FILE}.gz").read_bytes()[:-40]),
                        "not a complete gzip file"),
@@ -111,12 +111,11 @@ CASES = {
     "right format, wrong checksum": (lambda t, g: copy_with(g, t / "bad", other_dataset(t)), "SHA-256"),
     "empty file": (lambda t, g: copy_with(g, t / "bad", b""), "empty file"),
     "empty gzip": (lambda t, g: copy_with(g, t / "bad", gz(b"")), "decompressed to 0 bytes"),
-    "directory missing a file": (lambda t, g: copy_with(g, t / "bad", None), f"no file "),
+    "directory missing a file": (lambda t, g: copy_with(g, t / "bad", None), "no file"),
     "directory that does not exist": (lambda t, g: t / "nowhere", "no such directory"),
     "another scheme is never opened": (lambda t, g: "file:///etc", "no such directory"),
 }
 MIRROR_CASES = {"mirror answering 404": ("missing", "HTTP 404"), "mirror that hangs": ("hang", "timed out")}
-BAD_DATA_CASES = len(CASES) + len(MIRROR_CASES)
 
 
 def bad_source(case: str, tmp_path: Path, good_dir: Path, mirror: LocalMirror) -> tuple[str, str]:
@@ -171,6 +170,14 @@ def test_a_good_mirror_after_a_hanging_and_a_404_one_delivers_every_file(tmp_pat
     fetch_raw_files(root, [mirror.url("hang"), mirror.url("missing"), mirror.url("good")], checksums, timeout=TIMEOUT)
     assert all(sha256_of(raw_dir(root) / name) == checksums[name] for name in FILE_NAMES)
     assert sorted(p.name for p in raw_dir(root).iterdir()) == sorted(FILE_NAMES)
+
+
+def test_downloads_are_checksum_verified_too(tmp_path, good, mirror):
+    _, checksums = good
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match=f"{mirror.url('good')}: {FILE_NAMES[0]}: SHA-256"):
+        fetch_raw_files(root, [mirror.url("good")], {**checksums, FILE_NAMES[0]: "0" * 64}, timeout=TIMEOUT)
+    assert list(raw_dir(root).iterdir()) == []
 
 
 def test_verified_data_is_never_replaced_even_when_every_source_is_bad(tmp_path, good):

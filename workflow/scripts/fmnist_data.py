@@ -149,7 +149,7 @@ def _describe(error: Exception) -> str:
         return f"unreachable ({error.reason})"
     if isinstance(error, (EOFError, gzip.BadGzipFile, zlib.error)):
         return f"not a complete gzip file ({error})"
-    if isinstance(error, FileNotFoundError):
+    if isinstance(error, (FileNotFoundError, ValueError)):  # raised here with a complete message
         return str(error)
     return f"{type(error).__name__}: {error}"
 

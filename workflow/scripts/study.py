@@ -185,9 +185,13 @@ def _bounds(rule: dict[str, Any]) -> str:
     return f"{lower}value{upper}" if upper else ""
 
 
-def _kind(rule: dict[str, Any]) -> str:
+def _types(rule: dict[str, Any]) -> list[str]:
     types = rule.get("type")
-    types = types if isinstance(types, list) else [types] if types else []
+    return types if isinstance(types, list) else [types] if types else []
+
+
+def _kind(rule: dict[str, Any]) -> str:
+    types = _types(rule)
     article = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list",
                "object": "a mapping", "boolean": "true or false", "null": "null"}
     return " or ".join(article.get(t, t) for t in types)
@@ -244,6 +248,6 @@ def describe_schema_error(config: dict[str, Any], schema_path) -> str:
         return f"{key} is empty; allowed: {_allowed_by(rule)}"
     allowed = _allowed_by(rule, with_type=error.validator == "type" or bool(_bounds(rule)))
     hint = ""
-    if isinstance(value, str) and {"number", "integer"} & set(str(rule.get("type")).split("'")):
+    if isinstance(value, str) and {"number", "integer"} & set(_types(rule)):
         hint = ". YAML read this as text: write numbers without quotes, floats with a dot (1.0e-3, not 1e-3)"
     return f"{key} is {shown}; allowed: {allowed or error.message}{hint}"
