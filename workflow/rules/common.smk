@@ -2,17 +2,16 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 # The scripts directory holds the importable code that both the rules and the scripts use.
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from fmnist_data import FILE_NAMES, RAW_SUBDIR  # noqa: E402
-from study import canonical_json, check_config, describe_schema_error, grid_runs, run_spec  # noqa: E402
+from study import ConfigError, canonical_json, grid_runs, run_spec, validated_config  # noqa: E402
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 DATA_ROOT = "data"
-RAW_FILES = [f"{DATA_ROOT}/{RAW_SUBDIR}/{name}" for name in FILE_NAMES]
+RAW_FILE = f"{DATA_ROOT}/{RAW_SUBDIR}/{{raw_name}}"
+RAW_FILES = [RAW_FILE.format(raw_name=name) for name in FILE_NAMES]
 RUN_METRICS = "results/runs/{init}_{optimizer}_seed{seed}/metrics.json"
 RUN_LOG = "results/runs/{init}_{optimizer}_seed{seed}/train.log"
 # Training code is an input of every training job: editing it makes those runs out of date.
@@ -23,26 +22,17 @@ TRAINING_CODE = sorted(
 )
 
 
-def validated_config(config):
-    """Schema-check (filling defaults), then cross-check names against the config and PyTorch."""
-    try:
-        validate(config, str(CONFIG_SCHEMA))
-    except Exception as error:  # Snakemake's message buries the key in a schema dump
-        raise WorkflowError(describe_schema_error(config, CONFIG_SCHEMA)) from None
-    try:
-        check_config(config)
-    except ValueError as error:
-        raise WorkflowError(f"Invalid config: {error}") from None
-    return config
-
-
-validated_config(config)
+try:
+    validated_config(config, CONFIG_SCHEMA)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 wildcard_constraints:
     init="|".join(sorted(config["inits"])),
     optimizer="|".join(sorted(config["optimizers"])),
     seed=r"0|[1-9][0-9]*",
+    raw_name="|".join(FILE_NAMES),
 
 
 def run_metrics():

@@ -2,12 +2,13 @@ localrules:
     fetch_data,
 
 
-# Downloads run on the submitting host: cluster nodes often have no internet.
+# Downloads run on the submitting host: cluster nodes often have no internet. One job per file:
+# Snakemake deletes a job's outputs before it runs, so a missing file must not cost the verified others.
 rule fetch_data:
     output:
-        RAW_FILES,
+        RAW_FILE,
     log:
-        "results/logs/fetch_data.log",
+        "results/logs/fetch_data/{raw_name}.log",
     conda:
         "../../envs/cluster.yaml"
     script:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import math
 import shutil
+import struct
 import tempfile
 import urllib.error
 import urllib.request
@@ -79,10 +81,42 @@ def _copy_source_gz(source: str, name: str, destination: Path, timeout: float) -
         with urllib.request.urlopen(url, timeout=timeout) as response, open(destination, "wb") as out:
             shutil.copyfileobj(response, out)
     else:
-        path = Path(source).expanduser() / f"{name}.gz"
+        # Anything that is not an http(s) URL is a local directory: no other scheme is ever opened.
+        directory = Path(source).expanduser()
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no such directory {directory}")
+        path = directory / f"{name}.gz"
         if not path.is_file():
             raise FileNotFoundError(f"no file {path}")
         shutil.copyfile(path, destination)
+    if destination.stat().st_size == 0:
+        raise ValueError("empty file (0 bytes)")
+
+
+IDX_UNSIGNED_BYTE = 0x08
+# What each file must hold: its number of dimensions and the size of every dimension after the first.
+IDX_SHAPES = {"images": (3, (28, 28)), "labels": (1, ())}
+
+
+def check_idx_header(path: Path, name: str) -> None:
+    """The IDX header must announce unsigned bytes in the right shape, and the file must hold exactly that many."""
+    ndim, inner = IDX_SHAPES["images" if "images" in name else "labels"]
+    expected_magic = (IDX_UNSIGNED_BYTE << 8) | ndim
+    with open(path, "rb") as handle:
+        header = handle.read(4 * (ndim + 1))
+    if len(header) < 4 * (ndim + 1):
+        raise ValueError(f"not an IDX file: only {len(header)} bytes")
+    magic, *sizes = struct.unpack(f">{ndim + 1}I", header)
+    if magic != expected_magic:
+        raise ValueError(
+            f"not a valid IDX file: magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+            f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''})"
+        )
+    if tuple(sizes[1:]) != inner:
+        raise ValueError(f"IDX sizes {sizes}, expected N x {' x '.join(map(str, inner))}")
+    expected_length = len(header) + math.prod(sizes)
+    if path.stat().st_size != expected_length:
+        raise ValueError(f"IDX header announces {expected_length} bytes, the file has {path.stat().st_size}")
 
 
 def _verified_file(source: str, name: str, expected_sha256: str, destination: Path, timeout: float) -> None:
@@ -93,31 +127,37 @@ def _verified_file(source: str, name: str, expected_sha256: str, destination: Pa
         with atomic_path(destination) as raw_tmp:
             with gzip.open(compressed_copy, "rb") as compressed, open(raw_tmp, "wb") as out:
                 shutil.copyfileobj(compressed, out)
+            if raw_tmp.stat().st_size == 0:
+                raise ValueError("decompressed to 0 bytes")
             actual = sha256_of(raw_tmp)
             if actual != expected_sha256:
                 raise ValueError(f"SHA-256 of the decompressed file is {actual}, expected {expected_sha256}")
+            # A checksum only proves these are the pinned bytes; the pin itself may be wrong.
+            check_idx_header(raw_tmp, name)
             try:
                 read_sn3_pascalvincent_tensor(str(raw_tmp), strict=True)
             except (AssertionError, KeyError, RuntimeError, ValueError) as error:
-                raise ValueError("not a valid IDX file (bad magic number or sizes in its header)") from error
+                raise ValueError("not a valid IDX file (torchvision cannot parse it)") from error
 
 
 def _describe(error: Exception) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
+        return "timed out (no answer within data.timeout_seconds)"
     if isinstance(error, urllib.error.URLError):
         return f"unreachable ({error.reason})"
-    if isinstance(error, TimeoutError):
-        return "timed out"
     if isinstance(error, (EOFError, gzip.BadGzipFile, zlib.error)):
         return f"not a complete gzip file ({error})"
-    if isinstance(error, FileNotFoundError):
+    if isinstance(error, (FileNotFoundError, ValueError)):  # raised here with a complete message
         return str(error)
     return f"{type(error).__name__}: {error}"
 
 
-def fetch_raw_files(root: str | Path, sources: list[str], sha256: dict[str, str], timeout: float = 30) -> Path:
-    """Make every raw file present and verified under `root`, trying `sources` in order per file.
+def fetch_raw_files(
+    root: str | Path, sources: list[str], sha256: dict[str, str], timeout: float = 30, names=FILE_NAMES
+) -> Path:
+    """Make the raw files `names` present and verified under `root`, trying `sources` in order per file.
 
     A file already present with the right checksum is kept as it is. Returns the raw directory.
     Raises DataError listing every attempt when a file could not be had from any source.
@@ -125,7 +165,7 @@ def fetch_raw_files(root: str | Path, sources: list[str], sha256: dict[str, str]
     target_dir = raw_dir(root)
     target_dir.mkdir(parents=True, exist_ok=True)
     attempts: list[Attempt] = []
-    for name in FILE_NAMES:
+    for name in names:
         destination = target_dir / name
         if destination.is_file() and sha256_of(destination) == sha256[name]:
             log.info("%s: already present and verified", name)

@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 from model import (
+    apply_init,
+    build_optimizer,
     init_function_names,
     init_kwargs_allowed,
     optimizer_class_names,
@@ -44,7 +46,9 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"inits.{name}.function is '{function}', not a torch.nn.init function. Allowed: {_allowed(valid_functions)}"
             )
-        _check_kwargs(f"inits.{name}.kwargs", init.get("kwargs", {}), init_kwargs_allowed(function))
+        kwargs = init.get("kwargs", {})
+        _check_kwargs(f"inits.{name}.kwargs", kwargs, init_kwargs_allowed(function), f"torch.nn.init.{function}")
+        _try_building(f"inits.{name}.kwargs", kwargs, f"torch.nn.init.{function}", lambda: _dry_init(function, kwargs))
     valid_classes = optimizer_class_names()
     for name, optimizer in config["optimizers"].items():
         class_name = optimizer["class"]
@@ -52,14 +56,41 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"optimizers.{name}.class is '{class_name}', not a torch.optim optimizer. Allowed: {_allowed(valid_classes)}"
             )
-        _check_kwargs(f"optimizers.{name}.kwargs", optimizer["kwargs"], optimizer_kwargs_allowed(class_name))
+        kwargs = optimizer["kwargs"]
+        _check_kwargs(f"optimizers.{name}.kwargs", kwargs, optimizer_kwargs_allowed(class_name), f"torch.optim.{class_name}")
+        _try_building(
+            f"optimizers.{name}.kwargs", kwargs, f"torch.optim.{class_name}", lambda: _dry_optimizer(class_name, kwargs)
+        )
     _check_sizes(config)
 
 
-def _check_kwargs(key: str, kwargs: dict[str, Any], allowed: list[str]) -> None:
-    for argument in kwargs:
+def _check_kwargs(key: str, kwargs: dict[str, Any], allowed: list[str], owner: str) -> None:
+    for argument, value in kwargs.items():
         if argument not in allowed:
-            raise ConfigError(f"{key}.{argument} is not an argument it accepts. Allowed: {_allowed(allowed) or '(none)'}")
+            raise ConfigError(
+                f"{key}.{argument} (value {json.dumps(value)}) is not an argument {owner} accepts. "
+                f"Allowed: {_allowed(allowed) or '(none)'}"
+            )
+
+
+def _dry_init(function: str, kwargs: dict[str, Any]) -> None:
+    import torch
+
+    apply_init(torch.nn.Linear(2, 2), function, kwargs, torch.Generator().manual_seed(0))
+
+
+def _dry_optimizer(class_name: str, kwargs: dict[str, Any]) -> None:
+    import torch
+
+    build_optimizer(torch.nn.Linear(2, 2), class_name, kwargs)
+
+
+def _try_building(key: str, kwargs: dict[str, Any], owner: str, build) -> None:
+    """Build the object once on a toy layer, so values PyTorch rejects fail now, not hours into a job."""
+    try:
+        build()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(f"{key} {canonical_json(kwargs)} is rejected by {owner}: {error}") from None
 
 
 FASHION_MNIST_TRAIN_IMAGES = 60_000
@@ -138,8 +169,72 @@ def grid_runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
     return list(itertools.product(grid["inits"], grid["optimizers"], grid["seeds"]))
 
 
+def validated_config(config: dict[str, Any], schema_path) -> dict[str, Any]:
+    """Check `config` against the schema (filling in defaults, in place) and cross-check it against
+    PyTorch; raise ConfigError with one line naming the key, the bad value and what is allowed."""
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_path))
+    except Exception:  # Snakemake's own message buries the key in a dump of the schema
+        raise ConfigError(f"Invalid config: {describe_schema_error(config, schema_path)}") from None
+    try:
+        check_config(config)
+    except ConfigError as error:
+        raise ConfigError(f"Invalid config: {error}") from None
+    return config
+
+
+def _key(path) -> str:
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key or "(top level)"
+
+
+def _bounds(rule: dict[str, Any]) -> str:
+    """`0 <= value < 1` (or `value > 0`) from a schema's numeric limits."""
+    lower = next((f"{rule[k]} {op} " for k, op in (("minimum", "<="), ("exclusiveMinimum", "<")) if k in rule), "")
+    upper = next((f" {op} {rule[k]}" for k, op in (("maximum", "<="), ("exclusiveMaximum", "<")) if k in rule), "")
+    if lower and not upper:  # one-sided limits read better with the value first
+        low, op = lower.split()
+        return f"value {op.replace('<', '>')} {low}"
+    return f"{lower}value{upper}" if upper else ""
+
+
+def _types(rule: dict[str, Any]) -> list[str]:
+    types = rule.get("type")
+    return types if isinstance(types, list) else [types] if types else []
+
+
+def _kind(rule: dict[str, Any]) -> str:
+    types = _types(rule)
+    article = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list",
+               "object": "a mapping", "boolean": "true or false", "null": "null"}
+    return " or ".join(article.get(t, t) for t in types)
+
+
+def _allowed_by(rule: dict[str, Any], with_type: bool = True) -> str:
+    """What a schema rule allows, in words: its type and limits, its choices, its description."""
+    parts = []
+    kind, bounds = _kind(rule) if with_type else "", _bounds(rule)
+    if kind or bounds:
+        parts.append(" with ".join(p for p in (kind, bounds) if p))
+    if "enum" in rule:
+        parts.append("one of " + ", ".join(map(str, rule["enum"])))
+    if "minItems" in rule:
+        parts.append(f"at least {rule['minItems']} item(s)")
+    if rule.get("uniqueItems"):
+        parts.append("each listed once")
+    if "description" in rule:
+        parts.append(" ".join(rule["description"].split()))
+    return "; ".join(parts)
+
+
 def describe_schema_error(config: dict[str, Any], schema_path) -> str:
     """One readable line for the most relevant schema violation: the key, the bad value, what is allowed."""
+    import difflib
+
     import jsonschema
     import yaml
 
@@ -147,18 +242,29 @@ def describe_schema_error(config: dict[str, Any], schema_path) -> str:
         schema = yaml.safe_load(handle)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is None:
-        return "Invalid config (the schema check failed, but no violation could be pinpointed)"
-    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        return "the schema check failed, but no violation could be pinpointed"
+    key, value = _key(error.absolute_path), error.instance
     rule = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
-        allowed = f"Allowed keys here: {_allowed(rule.get('properties', {}))}" if rule.get("properties") else ""
-        return f"Invalid config at {key}: {error.message}. {allowed}".strip()
-    hints = []
-    if "description" in rule:
-        hints.append(rule["description"])
-    if "enum" in rule:
-        hints.append(f"allowed: {', '.join(map(str, rule['enum']))}")
-    if isinstance(error.instance, str) and rule.get("type") in ("number", "integer"):
-        hints.append("YAML read this as text: write floats with a dot and a signed exponent, e.g. 1.0e-3")
-    hint = f" ({'; '.join(hints)})" if hints else ""
-    return f"Invalid config at {key}: {error.message}{hint}"
+        known = sorted(rule.get("properties", {}))
+        unknown = sorted(set(value) - set(known))
+        where = "at the top level" if not error.absolute_path else f"under {key}"
+        guesses = [difflib.get_close_matches(name, known, n=1) for name in unknown]
+        hint = "".join(f" (did you mean '{guess[0]}'?)" for guess in guesses if guess)
+        return f"unknown key {', '.join(repr(u) for u in unknown)} {where}{hint}. Allowed keys: {_allowed(known)}"
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in value]
+        return f"{_key([*error.absolute_path, missing[0]])} is missing; it is required"
+    if "propertyNames" in error.schema_path:  # the instance is a key of the mapping at `key`
+        return f"{key} has an entry named {json.dumps(value)}; allowed: {_allowed_by(rule, with_type=False)}"
+    if error.validator == "uniqueItems":
+        repeated = sorted({json.dumps(item) for item in value if value.count(item) > 1})
+        return f"{key} lists {', '.join(repeated)} more than once; allowed: each value once"
+    shown = json.dumps(value, default=str)
+    if error.validator in ("minItems", "minProperties") and not value:
+        return f"{key} is empty; allowed: {_allowed_by(rule)}"
+    allowed = _allowed_by(rule, with_type=error.validator == "type" or bool(_bounds(rule)))
+    hint = ""
+    if isinstance(value, str) and {"number", "integer"} & set(_types(rule)):
+        hint = ". YAML read this as text: write numbers without quotes, floats with a dot (1.0e-3, not 1e-3)"
+    return f"{key} is {shown}; allowed: {allowed or error.message}{hint}"

@@ -1,0 +1,209 @@
+"""Faults lose nothing: interrupted writes, a killed study, a second workflow on the same directory.
+Plus the guarantees that hold by construction: no eval/exec, no path outside results/, safe loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import atomic
+from conftest import REPO, SNAKEMAKE
+
+WORKFLOW_CODE = [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.py")), *sorted((REPO / "workflow").rglob("*.smk"))]
+OLD = {"status": "completed", "history": {"epoch": [1, 2]}}
+NEW = {"status": "completed", "history": {"epoch": [1, 2, 3]}, "padding": "x" * 100_000}
+
+
+def files_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["over an old file", "new file"])
+def test_a_write_that_fails_midway_leaves_the_old_file_or_none(tmp_path, monkeypatch, existing):
+    target = tmp_path / "metrics.json"
+    if existing:
+        atomic.atomic_write_json(target, OLD)
+    real_write_text = Path.write_text
+
+    def write_half_then_fail(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(Path, "write_text", write_half_then_fail)
+    with pytest.raises(OSError, match="injected"):
+        atomic.atomic_write_json(target, NEW)
+    if existing:
+        assert json.loads(target.read_text()) == OLD
+    assert files_in(tmp_path) == (["metrics.json"] if existing else [])
+
+
+def test_a_rename_that_fails_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    atomic.atomic_write_json(target, OLD)
+
+    def refuse(*args):
+        raise OSError("rename failed (injected)")
+
+    monkeypatch.setattr(atomic.os, "replace", refuse)
+    with pytest.raises(OSError, match="injected"):
+        atomic.atomic_write_json(target, NEW)
+    assert json.loads(target.read_text()) == OLD and files_in(tmp_path) == ["metrics.json"]
+
+
+def test_a_process_killed_in_the_middle_of_a_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / "metrics.json"
+    atomic.atomic_write_json(target, OLD)
+    writer = f"""
+import os, sys, time
+sys.path.insert(0, {str(REPO / "workflow" / "scripts")!r})
+from atomic import atomic_path
+with atomic_path({str(target)!r}) as tmp:
+    with open(tmp, "w") as handle:
+        handle.write('{{"status": "compl')
+        handle.flush()
+        print("half written", flush=True)
+        time.sleep(60)
+"""
+    child = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "half written"
+    child.kill()
+    child.wait()
+    assert json.loads(target.read_text()) == OLD
+    # SIGKILL skips all clean-up: what remains is a hidden temp file that no metrics.json pattern matches.
+    assert [name for name in files_in(tmp_path) if name != "metrics.json"] == [
+        name for name in files_in(tmp_path) if name.startswith(".metrics.json.") and name.endswith(".partial")
+    ]
+
+
+def test_no_script_writes_a_snakemake_output_directly():
+    direct = re.compile(r"(open|savefig|to_csv|to_json|write_text|write_bytes|save)\(\s*snakemake\.output")
+    offenders = [f"{path}: {line.strip()}" for path in WORKFLOW_CODE for line in path.read_text().splitlines()
+                 if direct.search(line)]
+    assert offenders == [], "write outputs through atomic.atomic_path/atomic_write_*"
+
+
+def start_study(study) -> subprocess.Popen:
+    """snakemake in its own process group, so the whole tree (jobs included) can be signalled at once."""
+    log = open(study.root / "snakemake.out", "w")
+    return subprocess.Popen([SNAKEMAKE, "--cores", "2"], cwd=study.root, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def interrupt_then_kill(process: subprocess.Popen, grace: float = 1.0) -> None:
+    """What an impatient user or a dying node does: Ctrl-C, then SIGKILL to everything left."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def wait_for(condition, process: subprocess.Popen, study, timeout: float = 400):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            pytest.fail(f"snakemake ended before the fault could be injected:\n{(study.root / 'snakemake.out').read_text()}")
+        time.sleep(0.1)
+    interrupt_then_kill(process)
+    pytest.fail("timed out waiting for the study to reach the point of the fault")
+
+
+def restart(study) -> subprocess.CompletedProcess:
+    """The README's restart: --rerun-incomplete; --unlock first if Snakemake says a dead run left its lock."""
+    result = study.snakemake("--cores", "2", "--rerun-incomplete", check=False)
+    if result.returncode != 0 and "cannot be locked" in result.stdout + result.stderr:
+        assert "--unlock" in result.stdout + result.stderr
+        study.snakemake("--unlock")
+        result = study.snakemake("--cores", "2", "--rerun-incomplete", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(study):
+    study.write_config({"grid": {"inits": ["he"], "optimizers": ["sgd", "adam"]}, "training": {"epochs": 4}})
+    runs, checkpoints = study.root / "results" / "runs", study.root / "results" / "checkpoints"
+
+    def finished_and_in_flight():
+        finished = {p.parent.name for p in runs.glob("*/metrics.json")}
+        in_flight = {p.stem for p in checkpoints.glob("*.pt")} - finished
+        return (finished, in_flight) if finished and in_flight else None
+
+    process = start_study(study)
+    finished, in_flight = wait_for(finished_and_in_flight, process, study)
+    kept = {run: (runs / run / "metrics.json").stat().st_mtime_ns for run in finished}
+    contents = {run: (runs / run / "metrics.json").read_bytes() for run in finished}
+    interrupt_then_kill(process)
+
+    restart(study)
+    assert sorted(p.parent.name for p in runs.glob("*/metrics.json")) == ["he_adam_seed1", "he_sgd_seed1"]
+    for run in finished:  # kept, not retrained
+        assert (runs / run / "metrics.json").stat().st_mtime_ns == kept[run]
+        assert (runs / run / "metrics.json").read_bytes() == contents[run]
+    for run in in_flight:  # even the interrupted run kept its finished epochs
+        assert "resuming after epoch" in (runs / run / "train.log").read_text()
+        assert study.metrics(run)["status"] == "completed" and len(study.metrics(run)["history"]["epoch"]) == 4
+    assert not list(checkpoints.glob("*.pt"))
+    assert not [p for p in (study.root / "results").rglob("*.partial")]
+
+
+def test_a_second_workflow_on_the_same_directory_is_refused_by_the_lock(study):
+    study.write_config({"grid": {"inits": ["he"], "optimizers": ["adam"]}, "training": {"epochs": 500}})
+    first = start_study(study)
+    try:
+        wait_for(lambda: list((study.root / "results" / "runs").glob("*/train.log")), first, study)
+        second = study.snakemake("--cores", "1", check=False)
+        output = second.stdout + second.stderr
+        assert second.returncode != 0
+        assert "Directory cannot be locked" in output and "--unlock" in output
+        assert first.poll() is None  # the first workflow was not disturbed
+    finally:
+        interrupt_then_kill(first)
+
+
+def test_no_eval_or_exec_anywhere_in_the_workflow():
+    calls = re.compile(r"(?<![\w.])(eval|exec|compile|__import__)\s*\(")  # model.eval() is a method, not eval
+    offenders = [f"{path}: {line.strip()}" for path in WORKFLOW_CODE for line in path.read_text().splitlines()
+                 if calls.search(line)]
+    assert offenders == []
+
+
+def test_checkpoints_are_loaded_with_weights_only():
+    loads = [line.strip() for path in WORKFLOW_CODE for line in path.read_text().splitlines() if "torch.load(" in line]
+    assert loads and all("weights_only=True" in line for line in loads)
+
+
+def test_urls_are_opened_only_for_http_and_https_sources():
+    code = (REPO / "workflow" / "scripts" / "fmnist_data.py").read_text()
+    opened = [i for i, line in enumerate(code.splitlines()) if "urlopen(" in line]
+    assert len(opened) == 1
+    guard = code.splitlines()[opened[0] - 2]
+    assert 'source.startswith(("http://", "https://"))' in guard
+    assert all("urlopen(" not in path.read_text() for path in WORKFLOW_CODE if path.name != "fmnist_data.py")
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["results/runs/../../outside/metrics.json", "results/runs/lecun_sgd_seed1/metrics.json",
+     "results/runs/he_sgd_seed1/../../../outside/metrics.json"],
+)
+def test_targets_outside_the_grid_or_results_have_no_rule(study, target):
+    result = study.snakemake("-n", "--cores", "1", target, check=False)
+    assert result.returncode != 0
+    assert "MissingRuleException" in result.stdout + result.stderr or "No rule to produce" in result.stdout + result.stderr
+    assert not (study.root.parent / "outside").exists() and not (study.root / "outside").exists()
