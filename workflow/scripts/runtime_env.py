@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -63,4 +64,6 @@ def environment(device: torch.device, threads: int, code_dir: str | Path) -> dic
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "git_commit": git_commit(code_dir),
+        # ties the result to the scheduler's accounting (sacct -j ID) when it ran under SLURM
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
