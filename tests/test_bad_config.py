@@ -13,13 +13,16 @@ from conftest import REPO, TINY_CONFIG, deep_update
 from study import ConfigError, validated_config
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+REPO_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+DEFINED_INITS = "Defined: " + ", ".join(sorted(REPO_CONFIG["inits"]))
+DEFINED_OPTIMIZERS = "Defined: " + ", ".join(sorted(REPO_CONFIG["optimizers"]))
 DROP = object()  # marks a key to delete rather than set
 
 # (case, overrides, phrases the single error line must contain: the key, the bad value, what is allowed)
 BAD_CONFIGS = [
-    ("init not defined", {"grid": {"inits": ["he", "lecun"]}}, ["grid.inits", "'lecun'", "Defined: he, xavier"]),
+    ("init not defined", {"grid": {"inits": ["he", "lecun"]}}, ["grid.inits", "'lecun'", DEFINED_INITS]),
     ("optimizer not defined", {"grid": {"optimizers": ["sgd", "adagrad2"]}},
-     ["grid.optimizers", "'adagrad2'", "Defined: adam, rmsprop, sgd"]),
+     ["grid.optimizers", "'adagrad2'", DEFINED_OPTIMIZERS]),
     ("unknown torch init function", {"inits": {"he": {"function": "kaiming_normal"}}},
      ["inits.he.function", "'kaiming_normal'", "kaiming_normal_", "xavier_uniform_"]),
     ("unknown torch optimizer class", {"optimizers": {"adam": {"class": "Adamm"}}},
