@@ -252,3 +252,13 @@ def test_styles_are_stable_distinct_and_extend_to_new_names():
         assert wider.colour[name] == grid.colour[name]
     for name in ("he", "xavier"):
         assert wider.init[name] == grid.init[name]
+
+
+def test_only_one_init_reaching_the_target_is_a_difference_when_enough_seeds_say_so():
+    runs = [fake_metrics("he", "sgd", seed, [0.80, 0.86 + seed / 1000]) for seed in range(1, 5)]
+    runs += [fake_metrics("xavier", "sgd", seed, [0.70, 0.76 + seed / 1000]) for seed in range(1, 5)]
+    summary = summarize_runs(runs, TARGET)
+    epochs = effect(init_effects(summary, combine(summary, CONFIDENCE), CONFIDENCE), "sgd", "epochs to target")
+    assert stats.fisher_exact([[4, 0], [0, 4]]).pvalue < 1 - CONFIDENCE
+    assert epochs["verdict"] == "he helps (only he reached the target)"
+    assert epochs["seeds reaching target"] == "he: 4/4, xavier: 0/4"

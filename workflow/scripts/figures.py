@@ -139,6 +139,7 @@ def learning_curves(
             axis.plot(epochs, mean, marker="o", markersize=4, label=combination_label(init, optimizer), **style)
             if not np.isnan(low).all():
                 axis.fill_between(epochs, low, high, color=style["color"], alpha=0.15, linewidth=0)
+    accuracy_axis.margins(y=0.08)
     target_line = accuracy_axis.axhline(
         target_accuracy, color="grey", linewidth=1, linestyle=(0, (2, 2)), label=f"target accuracy {target_accuracy:g}"
     )
@@ -172,6 +173,7 @@ def _bar_axis(axis, combinations: pd.DataFrame, metric: str, styles: Styles, sum
                         & (summary["status"] == "completed")][metric].dropna()
         axis.plot(np.full(len(seeds), position), seeds, "o", color="black", markersize=3, zorder=3)
     axis.set_xticks(positions, combinations["combination"], rotation=30, ha="right")
+    axis.set_xlim(-0.6, len(combinations) - 0.4)  # every combination keeps its slot, with or without a bar
     axis.grid(True, axis="y", alpha=0.3)
 
 
@@ -230,7 +232,11 @@ def epochs_to_target(
     epoch_axis.set(ylabel="epochs to target (first epoch at or above it)", title="Epochs to target")
     seconds_axis.set(ylabel="seconds to target (cumulative epoch wall time, s)", title="Time to target")
     for axis, metric in ((epoch_axis, "epochs_to_target"), (seconds_axis, "seconds_to_target")):
-        _label_missing(axis, combinations, metric, "never reached")
+        if combinations[f"{metric}_mean"].isna().all():
+            axis.text(0.5, 0.5, f"no run reached validation accuracy {target_accuracy:g}", transform=axis.transAxes,
+                      ha="center", va="center", fontsize=11, color="firebrick")
+        else:
+            _label_missing(axis, combinations, metric, "never reached")
         for position, row in enumerate(combinations.itertuples(index=False)):
             axis.text(position, 1.01, f"{row.n_reached_target}/{row.n_seeds}", transform=axis.get_xaxis_transform(),
                       ha="center", va="bottom", fontsize=9)

@@ -117,9 +117,16 @@ def best_sentence(summary: pd.DataFrame, combinations: pd.DataFrame, metric: str
     order = ranked(combinations, metric)
     direction = "highest" if METRICS[metric] else "lowest"
     if order.empty:
-        return f"**{LABELS[metric].capitalize()}:** no combination has a value (every run diverged or none reached the target)."
+        reason = "no completed run reached the target" if metric.endswith("_to_target") else "every run diverged"
+        return f"**{LABELS[metric].capitalize()}:** no combination has a value ({reason})."
     best = order.iloc[0]
-    text = f"**{LABELS[metric].capitalize()}** ({direction} is best): **{best['combination']}** with {estimate(best, metric)}"
+    heading = f"**{LABELS[metric].capitalize()}** ({direction} is best)"
+    tied = order[(order[f"{metric}_mean"] == best[f"{metric}_mean"])
+                 & (order["n_reached_target"] / order["n_seeds"] == best["n_reached_target"] / best["n_seeds"])]
+    if len(tied) > 1:
+        names = ", ".join(f"**{name}**" for name in tied["combination"])
+        return f"{heading}: {len(tied)} combinations tie at {estimate(best, metric)}: {names}; *not distinguishable*."
+    text = f"{heading}: **{best['combination']}** with {estimate(best, metric)}"
     if len(order) == 1:
         return text + "; no other combination has a value to compare with."
     runner_up = order.iloc[1]
@@ -127,9 +134,8 @@ def best_sentence(summary: pd.DataFrame, combinations: pd.DataFrame, metric: str
     test = compare_pair(summary, best, runner_up, metric, confidence)
     difference = signed(metric, test["difference"])
     if test["distinguishable"] is None:
-        tie = " (tied)" if test["difference"] == 0 else ""
         return text + (
-            f". Difference {difference}{tie}: *not distinguishable*, with fewer than two completed seeds "
+            f". Difference {difference}: *not distinguishable*, with fewer than two completed seeds "
             "no uncertainty can be estimated."
         )
     detail = (
@@ -234,6 +240,15 @@ def problems(
             f"to {run.lr / SUGGESTED_LR_FACTOR:g}."
         )
     completed = summary[summary["status"] == "completed"]
+    if len(completed) and not completed["reached_target"].any():
+        closest = completed.loc[completed["best_val_accuracy"].idxmax()]
+        lines.append(
+            f"- **No completed run reached validation accuracy {target_accuracy:g}** within "
+            f"{int(completed['epochs'].max())} epochs; the closest was {closest['run_id']} with "
+            f"{number('accuracy', closest['best_val_accuracy'])}. Suggested fix: more epochs (`training.epochs`), or a "
+            "target the study can reach (`report.target_accuracy`), so that convergence speed can be compared."
+        )
+        completed = completed.iloc[0:0]
     for (init, optimizer), runs in completed.groupby(["init", "optimizer"], sort=False):
         missed = runs[~runs["reached_target"]]
         if len(missed):
@@ -295,6 +310,7 @@ def methods(all_metrics: list[dict], target_accuracy: float, confidence: float) 
          for d in data]
     )
     seeds = sorted({m["run"]["seed"] for m in all_metrics})
+    epoch_seconds = [s for m in all_metrics for s in m["history"]["epoch_seconds"]]
     paragraph = (
         f"Each (init, optimizer) combination was trained once per seed ({', '.join(map(str, seeds))}; "
         f"{len(all_metrics)} runs) on {sizes}, for {_one_or_all([s['epochs'] for s in spec])} epochs with batch size "
@@ -308,7 +324,12 @@ def methods(all_metrics: list[dict], target_accuracy: float, confidence: float) 
         f"{_one_or_all([e['threads'] for e in env])} threads on host {_one_or_all([e['host'] for e in env])}; "
         f"Python {_one_or_all([e['python'] for e in env])}, PyTorch {_one_or_all([e['torch'] for e in env])}, "
         f"torchvision {_one_or_all([e['torchvision'] for e in env])}, Snakemake {_one_or_all([e['snakemake'] for e in env])}; "
-        f"code at git commit {_one_or_all([e['git_commit'] or 'unknown' for e in env])}."
+        f"code at git commit {_one_or_all([e['git_commit'] or 'unknown' for e in env])}. "
+        + (
+            f"One epoch (the same images in every run) took between {min(epoch_seconds):.1f} and "
+            f"{max(epoch_seconds):.1f} s across runs; wall times depend on the machine and on its load at the time."
+            if epoch_seconds else ""
+        )
     )
     return paragraph + "\n\n" + hyperparameter_table(all_metrics)
 
