@@ -31,6 +31,12 @@ def edit_config(study, change):
     study.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def analysis_rules(study):
+    """Every rule that only reads finished runs: all rules but the data, training and target rules."""
+    listed = study.snakemake("--list-rules").stdout.split()
+    return set(listed) - {"all", "fetch_data"} - {rule for rule in listed if rule.startswith("train")}
+
+
 def trained(jobs):
     return {output.split("/")[2] for rule, output in jobs if rule == "train"}
 
@@ -43,16 +49,25 @@ def runs(inits, optimizers, seeds):
     return {f"{i}_{o}_seed{s}" for i in inits for o in optimizers for s in seeds}
 
 
+def test_changing_the_target_accuracy_reruns_only_the_analysis(copy):
+    edit_config(copy, lambda c: c["report"].update(target_accuracy=0.6))
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert trained(jobs) == set()
+    assert not_training(jobs) == analysis_rules(copy) | {"all"}
+
+
 def test_changing_adams_lr_retrains_only_the_adam_runs(copy):
     edit_config(copy, lambda c: c["optimizers"]["adam"]["kwargs"].update(lr=2.0e-3))
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == runs(["he", "xavier"], ["adam"], [1])
+    assert not_training(jobs) == analysis_rules(copy) | {"all"}
 
 
 def test_adding_a_seed_trains_only_the_new_runs(copy):
     edit_config(copy, lambda c: c["grid"].update(seeds=[1, 2]))
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [2])
+    assert not_training(jobs) == analysis_rules(copy) | {"all"}
 
 
 def test_adding_an_optimizer_defined_in_yaml_trains_only_its_runs(copy):
@@ -64,11 +79,22 @@ def test_adding_an_optimizer_defined_in_yaml_trains_only_its_runs(copy):
     assert trained(planned_jobs(copy.snakemake("-n"))) == runs(["he", "xavier"], ["adamw"], [1])
     copy.snakemake("--cores", "2")
     assert copy.metrics("he_adamw_seed1")["hyperparameters"]["weight_decay"] == 0.01
+    assert "he + adamw" in (copy.root / "results" / "findings.md").read_text()
+    assert "adamw" in (copy.root / "results" / "combinations.csv").read_text()
+    metrics_time = (copy.root / "results" / "runs" / "he_adamw_seed1" / "metrics.json").stat().st_mtime
+    for figure in (copy.root / "results" / "figures").glob("*.png"):
+        assert figure.stat().st_mtime >= metrics_time, f"{figure.name} was not redrawn with adamw"
 
 
-def test_removing_an_init_trains_nothing(copy):
+def test_removing_an_init_trains_nothing_and_drops_it_from_the_report(copy):
+    assert "xavier" in (copy.root / "results" / "findings.md").read_text()
     edit_config(copy, lambda c: c["grid"].update(inits=["he"]))
-    assert trained(planned_jobs(copy.snakemake("-n"))) == set()
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert trained(jobs) == set()
+    assert not_training(jobs) == analysis_rules(copy) | {"all"}
+    copy.snakemake("--cores", "2")
+    assert "xavier" not in (copy.root / "results" / "findings.md").read_text()
+    assert "xavier" not in (copy.root / "results" / "summary.csv").read_text()
 
 
 def test_reordering_keys_and_respelling_numbers_reruns_nothing(copy):
