@@ -3,6 +3,7 @@ and ends with the metrics of an uninterrupted run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -54,7 +55,8 @@ def kill_after_first_checkpoint(study) -> int:
             assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.01)
     finally:
-        os.killpg(run.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the group is gone if the run already ended
+            os.killpg(run.pid, signal.SIGKILL)
         run.wait()
     for _ in range(100):  # the group's processes are gone once the kernel reaps them
         if not processes_in(study.root.resolve()):
