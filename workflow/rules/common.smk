@@ -14,12 +14,15 @@ RAW_FILE = f"{DATA_ROOT}/{RAW_SUBDIR}/{{raw_name}}"
 RAW_FILES = [RAW_FILE.format(raw_name=name) for name in FILE_NAMES]
 RUN_METRICS = "results/runs/{init}_{optimizer}_seed{seed}/metrics.json"
 RUN_LOG = "results/runs/{init}_{optimizer}_seed{seed}/train.log"
-# Training code is an input of every training job: editing it makes those runs out of date.
-# Paths are relative to the working directory, so moving the checkout does not look like a change.
-TRAINING_CODE = sorted(
-    os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / name)
-    for name in ("train.py", "training.py", "model.py", "fmnist_data.py", "study.py")
-)
+
+
+def code_inputs(*names):
+    """Code as an input: editing a script makes the outputs that depend on it out of date.
+    Paths are relative to the working directory, so moving the checkout does not look like a change."""
+    return sorted(os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / name) for name in names)
+
+
+TRAINING_CODE = code_inputs("train.py", "training.py", "model.py", "fmnist_data.py", "study.py")
 
 
 try:
@@ -61,11 +64,6 @@ REPORT_PARAMS = {
     "target_accuracy": config["report"]["target_accuracy"],
     "confidence": config["report"]["confidence"],
 }
-
-
-def report_code(*names):
-    """Analysis code as an input: editing a script makes the outputs that depend on it out of date."""
-    return [str(Path(workflow.basedir) / "workflow" / "scripts" / name) for name in names]
 
 
 def report_outputs():

@@ -11,7 +11,7 @@ localrules:
 rule aggregate:
     input:
         metrics=run_metrics(),
-        code=report_code("write_summary.py", "aggregate.py"),
+        code=code_inputs("write_summary.py", "aggregate.py"),
     output:
         summary=report(SUMMARY_CSV, caption="../report/summary.rst", category="Tables"),
         combinations=report(COMBINATIONS_CSV, caption="../report/combinations.rst", category="Tables"),
@@ -30,7 +30,7 @@ rule figures:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
         combinations=COMBINATIONS_CSV,
-        code=report_code("draw_figures.py", "figures.py", "aggregate.py"),
+        code=code_inputs("draw_figures.py", "figures.py", "aggregate.py"),
     output:
         **{
             name: report(f"{FIGURES_DIR}/{name}.png", caption=f"../report/{name}.rst", category="Figures")
@@ -51,7 +51,7 @@ rule findings:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
         combinations=COMBINATIONS_CSV,
-        code=report_code("write_findings.py", "findings.py", "aggregate.py"),
+        code=code_inputs("write_findings.py", "findings.py", "aggregate.py"),
         **{name: f"{FIGURES_DIR}/{name}.png" for name in FIGURE_NAMES},
     output:
         findings=report(FINDINGS_MD, caption="../report/findings.rst", category="Findings"),
