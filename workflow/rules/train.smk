@@ -9,7 +9,7 @@ rule train:
         spec=spec_of,
     log:
         RUN_LOG,
-    threads: 2
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=60,

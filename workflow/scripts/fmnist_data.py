@@ -206,18 +206,15 @@ def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
     return (images_uint8.to(torch.float32).div_(255.0).sub_(0.5).div_(0.5)).unsqueeze(1)
 
 
-def load_splits(
-    root: str | Path, val_source: str, val_size: int, split_seed: int, train_size: int | None
-) -> Splits:
-    """Train/validation/test tensors as the config describes; the split is the same for every run."""
-    train = FashionMNIST(str(root), train=True, download=False)
-    test = FashionMNIST(str(root), train=False, download=False)
-    images, labels = train.data, train.targets
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(split_seed))
+def split_indices(
+    n_images: int, val_source: str, val_size: int, split_seed: int, train_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Which images of the training file train and which validate (None: the test set validates)."""
+    order = torch.randperm(n_images, generator=torch.Generator().manual_seed(split_seed))
     if val_source == "holdout":
-        if val_size >= len(labels):
+        if val_size >= n_images:
             raise ValueError(
-                f"validation.size is {val_size} but the training set has only {len(labels)} images; "
+                f"validation.size is {val_size} but the training set has only {n_images} images; "
                 "set validation.size below that"
             )
         val_idx, train_idx = order[:val_size], order[val_size:]
@@ -230,6 +227,17 @@ def load_splits(
                 "after the validation hold-out; lower training.train_size or validation.size"
             )
         train_idx = train_idx[:train_size]
+    return train_idx, val_idx
+
+
+def load_splits(
+    root: str | Path, val_source: str, val_size: int, split_seed: int, train_size: int | None
+) -> Splits:
+    """Train/validation/test tensors as the config describes; the split is the same for every run."""
+    train = FashionMNIST(str(root), train=True, download=False)
+    test = FashionMNIST(str(root), train=False, download=False)
+    images, labels = train.data, train.targets
+    train_idx, val_idx = split_indices(len(labels), val_source, val_size, split_seed, train_size)
     test_x, test_y = normalise(test.data), test.targets.clone()
     if val_idx is None:
         val_x, val_y = test_x, test_y

@@ -28,8 +28,10 @@ class CNN(nn.Module):
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
+        # The brief writes pool(relu(conv(x))). Max pooling commutes with ReLU (both are monotone),
+        # so relu(pool(...)) is the same function with the same gradients, and ReLU touches 4x fewer values.
+        x = F.relu(self.pool(self.conv1(x)))
+        x = F.relu(self.pool(self.conv2(x)))
         x = x.flatten(1)
         x = F.relu(self.fc1(x))
         return self.fc2(x)
@@ -88,8 +90,14 @@ def build_model(init_function: str, init_kwargs: dict[str, Any], seed: int) -> C
 
 
 def build_optimizer(model: nn.Module, class_name: str, kwargs: dict[str, Any]) -> torch.optim.Optimizer:
+    """torch.optim.<class_name>(**kwargs), using the class's fused implementation when it has one
+    and the config does not choose an implementation itself: the same update in one kernel per step
+    instead of several per parameter (measured faster; tests/test_fast_path.py checks it agrees)."""
     prepared = {key: tuple(value) if isinstance(value, list) else value for key, value in kwargs.items()}
-    return getattr(torch.optim, class_name)(model.parameters(), **prepared)
+    optimizer_class = getattr(torch.optim, class_name)
+    if "fused" in inspect.signature(optimizer_class).parameters and not {"fused", "foreach"} & prepared.keys():
+        prepared["fused"] = True
+    return optimizer_class(model.parameters(), **prepared)
 
 
 def hyperparameters_in_use(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

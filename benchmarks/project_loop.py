@@ -1,0 +1,56 @@
+"""The project's loop, timed the way reference_loop.py --mode epoch times the brief's.
+
+Uses the workflow's own functions (load_splits, model_and_optimizer, train_epoch, evaluate), so
+what is timed is what `snakemake` runs. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+from fmnist_data import load_splits  # noqa: E402
+from training import RunSpec, epoch_generator, evaluate, model_and_optimizer, train_epoch  # noqa: E402
+
+BATCH_SIZE = 64
+HE_ADAM = dict(
+    init="he", init_function="kaiming_normal_", init_kwargs={"mode": "fan_in", "nonlinearity": "relu"},
+    optimizer="adam", optimizer_class="Adam", optimizer_kwargs={"lr": 1.0e-3, "betas": [0.9, 0.999]},
+)
+
+
+def time_epoch(root, split, eval_size, seed):
+    splits = load_splits(root, split["source"], split["size"], split["seed"], split["train_size"])
+    spec = RunSpec(**HE_ADAM, seed=seed, epochs=1, batch_size=BATCH_SIZE)
+    device = torch.device("cpu")
+    model, optimizer = model_and_optimizer(spec, device)
+    started = time.perf_counter()
+    train_epoch(model, optimizer, splits.train_x, splits.train_y, BATCH_SIZE, epoch_generator(seed, 1))
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    _, accuracy = evaluate(model, splits.test_x[:eval_size], splits.test_y[:eval_size])
+    return {"train_seconds": train_seconds, "eval_seconds": time.perf_counter() - started, "accuracy": accuracy}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-root", required=True, help="directory holding FashionMNIST/raw/")
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--split", required=True, help="JSON: {source, size, seed, train_size}")
+    parser.add_argument("--eval-size", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = time_epoch(args.data_root, json.loads(args.split), args.eval_size, args.seed)
+    print(json.dumps({**result, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    main()
