@@ -17,7 +17,7 @@ RUN_LOG = "results/runs/{init}_{optimizer}_seed{seed}/train.log"
 # Training code is an input of every training job: editing it makes those runs out of date.
 TRAINING_CODE = sorted(
     str(Path(workflow.basedir) / "workflow" / "scripts" / name)
-    for name in ("train.py", "training.py", "model.py", "fmnist_data.py", "study.py")
+    for name in ("train.py", "training.py", "diagnostics.py", "model.py", "fmnist_data.py", "study.py")
 )
 
 
