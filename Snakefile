@@ -12,9 +12,11 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/diagnostics.smk"
 
 
 rule all:
     input:
         run_metrics(),
+        diagnostics_outputs(),
     default_target: True

@@ -91,7 +91,7 @@ def test_metrics_carry_the_diagnostics_per_layer_and_epoch(uninterrupted):
     found = metrics["diagnostics"]
     assert found["layers"] == ["conv1", "conv2", "fc1", "fc2"]
     assert found["snapshot_epochs"] == [0, 1, 2]
-    assert found["probe_size"] == 256
+    assert found["probe_size"] == min(diagnostics.PROBE_SIZE, metrics["data"]["train"])
     for key in ("activation_std", "weight_grad_norm"):
         assert all(len(values) == 3 and all(v > 0 for v in values) for values in found[key].values())
     assert len(found["grad_norm_mean"]) == len(found["grad_norm_max"]) == 2
