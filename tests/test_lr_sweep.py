@@ -96,6 +96,7 @@ def test_the_signal_section_names_the_weaker_init_and_its_first_epoch():
     section = signal_analysis.signal_section(runs, 0.95)
     assert "**xavier** sends the weaker signal" in section
     assert "significantly slower in the first epoch with 2 of 2 optimizers" in section
+    assert "lower with 2 of 2 optimizers" in section
 
 
 def planned_rules(study, *args):

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from atomic import atomic_path  # noqa: E402
 from signal_analysis import init_signal_table, layer_summary  # noqa: E402
@@ -69,6 +70,7 @@ def grad_norm_over_epochs_figure(metrics_list: list[dict[str, Any]], path: str |
             axis.set_yscale("log")
             axis.set_title(f"{init} + {optimizer}")
             axis.grid(True, which="both", alpha=0.3)
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             if row == len(inits) - 1:
                 axis.set_xlabel("epoch (0 = init)")
             if col == 0:

@@ -138,24 +138,29 @@ def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str
     summary = layer_summary(table)
     ratios = signal_ratios(table)
     probe_size = metrics_list[0]["diagnostics"]["probe_size"]
+    several_seeds = table.groupby("init")["seed"].nunique().min() > 1
     lines = [
         "## Why: signal propagation at initialisation",
         "",
         f"Measured on a fixed probe batch of {probe_size} training images, the same for every run: the standard "
         "deviation of each layer's output before its ReLU (for the last layer, the logits) and the norm of its "
-        "weight gradient, right after initialisation; mean over seeds (min–max in brackets).",
+        "weight gradient, right after initialisation"
+        + ("; mean over seeds (min–max in brackets)." if several_seeds else " (one seed)."),
         "",
     ]
+    def spread(mean, low, high):
+        return f"{_number(mean)} [{_number(low)}–{_number(high)}]" if several_seeds else _number(mean)
+
     shown = pd.DataFrame(
         {
             "init": summary["init"],
             "layer": summary["layer"],
             "activation std": [
-                f"{_number(m)} [{_number(lo)}–{_number(hi)}]"
+                spread(m, lo, hi)
                 for m, lo, hi in zip(summary["activation_std"], summary["activation_std_min"], summary["activation_std_max"])
             ],
             "weight-gradient norm": [
-                f"{_number(m)} [{_number(lo)}–{_number(hi)}]"
+                spread(m, lo, hi)
                 for m, lo, hi in zip(summary["weight_grad_norm"], summary["weight_grad_norm_min"], summary["weight_grad_norm_max"])
             ],
         }
@@ -193,11 +198,18 @@ def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str
         }
     )
     lines += [shown.to_markdown(index=False), ""]
-    slower = comparison.loc[comparison["verdict"] == "slower", "optimizer"].tolist()
     lower = comparison.loc[comparison["difference"] < 0, "optimizer"].tolist()
-    lines.append(
-        f"{weak} was significantly slower in the first epoch with {len(slower)} of {len(comparison)} optimizers"
-        + (f" ({', '.join(slower)})" if slower else "")
-        + f"; its mean epoch-1 validation accuracy was lower with {len(lower)} of {len(comparison)}."
-    )
+    summary_line = f"{weak}'s mean epoch-1 validation accuracy was lower with {len(lower)} of {len(comparison)} optimizers"
+    summary_line += f" ({', '.join(lower)})." if lower else "."
+    tested = comparison[comparison["p_value"].notna()]
+    if tested.empty:
+        summary_line += " With one seed per combination the seed noise is unknown, so none of these differences is tested."
+    else:
+        slower = tested.loc[tested["verdict"] == "slower", "optimizer"].tolist()
+        summary_line += (
+            f" It was significantly slower in the first epoch with {len(slower)} of {len(tested)} optimizers"
+            + (f" ({', '.join(slower)})" if slower else "")
+            + "; the other differences are within seed noise or in its favour."
+        )
+    lines.append(summary_line)
     return "\n".join(lines) + "\n"
