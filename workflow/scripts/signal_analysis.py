@@ -92,6 +92,9 @@ def first_epoch_comparison(
                 {"init": metrics["run"]["init"], "optimizer": metrics["run"]["optimizer"], "val_accuracy": history["val_accuracy"][0]}
             )
     table = pd.DataFrame(rows, columns=["init", "optimizer", "val_accuracy"])
+    learning_rates = {(m["run"]["optimizer"], float(m["spec"]["optimizer_kwargs"]["lr"])) for m in metrics_list}
+    if len(learning_rates) != table["optimizer"].nunique():
+        raise ValueError("first_epoch_comparison needs one learning rate per optimizer (the grid runs, not the sweep)")
     result = []
     for optimizer, group in table.groupby("optimizer", sort=False):
         weak_values = group.loc[group["init"] == weak, "val_accuracy"]
