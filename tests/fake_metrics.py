@@ -76,7 +76,7 @@ def fake_metrics(
             "loss": 0.5, "accuracy": test_accuracy if test_accuracy is not None else val_accuracy[-1],
         },
         "training_seconds": float(sum(epoch_seconds)),
-        "divergence": {"epoch": diverged_at[0], "step": diverged_at[1], "loss": float("nan")} if diverged else None,
+        "divergence": {"epoch": diverged_at[0], "step": diverged_at[1], "loss": "nan"} if diverged else None,
         "init_weight_stats": _weight_stats(init, seed),
         "environment": {
             "python": "3.11.2", "torch": "2.14.1", "torchvision": "0.29.1", "snakemake": "9.27.1",

@@ -19,7 +19,7 @@ def test_exploding_learning_rate_stops_the_run_at_once_and_records_where():
     divergence = metrics["divergence"]
     assert divergence["epoch"] == 1
     assert 1 <= divergence["step"] <= training.DIVERGENCE_CHECK_EVERY
-    assert not math.isfinite(divergence["loss"])
+    assert divergence["loss"] in ("nan", "inf", "-inf")
     assert metrics["history"]["epoch"] == []  # stopped inside epoch 1: none of the 5 epochs completed
     assert metrics["test"] == {"loss": None, "accuracy": None}
 

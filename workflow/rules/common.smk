@@ -22,7 +22,7 @@ def code_inputs(*names):
     return sorted(os.path.relpath(Path(workflow.basedir) / "workflow" / "scripts" / name) for name in names)
 
 
-TRAINING_CODE = code_inputs("train.py", "training.py", "model.py", "fmnist_data.py", "study.py")
+TRAINING_CODE = code_inputs("train.py", "training.py", "diagnostics.py", "model.py", "fmnist_data.py", "study.py")
 
 
 try:
@@ -68,3 +68,49 @@ REPORT_PARAMS = {
 
 def report_outputs():
     return [FINDINGS_MD, *(f"{FIGURES_DIR}/{name}.png" for name in FIGURE_NAMES)]
+
+
+# --- Signal-propagation diagnostics and the optional learning-rate sweep (workflow/rules/diagnostics.smk) ---
+import lr_sweep  # noqa: E402
+
+SWEEP_METRICS = "results/sweep/{init}_{optimizer}_lr{lr}_seed{seed}/metrics.json"
+SWEEP_LOG = "results/sweep/{init}_{optimizer}_lr{lr}_seed{seed}/train.log"
+SIGNAL_FIGURES = {
+    "at_init": "results/figures/signal_at_init.png",
+    "over_epochs": "results/figures/signal_grad_norms.png",
+}
+SIGNAL_SECTION = "results/diagnostics.md"
+LR_SWEEP_OUTPUTS = {"figure": "results/figures/lr_sweep.png", "section": "results/lr_sweep.md"}
+
+try:
+    lr_sweep.check_sweep(config)
+except ValueError as error:
+    raise WorkflowError(f"Invalid config: {error}") from None
+
+
+wildcard_constraints:
+    lr=lr_sweep.LR_TOKEN_PATTERN,
+
+
+def sweep_metrics():
+    """Every sweep point's metrics.json; a point that is a grid run is that run's file."""
+    return [
+        RUN_METRICS.format(init=init, optimizer=optimizer, seed=seed)
+        if lr_sweep.is_grid_run(config, optimizer, lr, seed)
+        else SWEEP_METRICS.format(init=init, optimizer=optimizer, lr=lr_sweep.lr_token(lr), seed=seed)
+        for init, optimizer, lr, seed in lr_sweep.sweep_points(config)
+    ]
+
+
+def sweep_spec_of(wildcards):
+    spec = lr_sweep.sweep_spec(config, wildcards.init, wildcards.optimizer, wildcards.lr, int(wildcards.seed))
+    return canonical_json(spec.as_dict())
+
+
+def diagnostic_sections():
+    """Markdown sections the findings include: the signal section, and the sweep's when it is on."""
+    return [SIGNAL_SECTION] + ([LR_SWEEP_OUTPUTS["section"]] if lr_sweep.enabled(config) else [])
+
+
+def diagnostic_figures():
+    return list(SIGNAL_FIGURES.values()) + ([LR_SWEEP_OUTPUTS["figure"]] if lr_sweep.enabled(config) else [])

@@ -53,6 +53,8 @@ rule findings:
         combinations=COMBINATIONS_CSV,
         code=code_inputs("write_findings.py", "findings.py", "aggregate.py"),
         **{name: f"{FIGURES_DIR}/{name}.png" for name in FIGURE_NAMES},
+        diagnostic_sections=diagnostic_sections(),
+        diagnostic_figures=diagnostic_figures(),
     output:
         findings=report(FINDINGS_MD, caption="../report/findings.rst", category="Findings"),
     params:

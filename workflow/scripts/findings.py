@@ -37,6 +37,12 @@ FIGURE_CAPTIONS = {
     "epochs_to_target": "Epochs and seconds to the target validation accuracy",
     "init_weights": "Per-layer weight distributions right after initialisation",
 }
+# Figures drawn by the diagnostics rules (diagnostics.smk), by file stem.
+DIAGNOSTIC_FIGURE_CAPTIONS = {
+    "signal_at_init": "Activation std and weight-gradient norm by layer at initialisation",
+    "signal_grad_norms": "Weight-gradient norm by layer over the epochs",
+    "lr_sweep": "Final validation accuracy against the learning rate",
+}
 TABLE_CAPTIONS = {"summary": "one row per run (summary.csv)", "combinations": "one row per combination (combinations.csv)"}
 
 
@@ -378,8 +384,10 @@ def findings_markdown(
     figures: dict[str, str],
     tables: dict[str, str],
     output: str | Path,
+    extra_sections: tuple[str, ...] = (),
 ) -> str:
-    """The whole document. `figures` and `tables` map captions to paths, linked relative to `output`."""
+    """The whole document. `figures` and `tables` map captions to paths, linked relative to `output`;
+    `extra_sections` (Markdown, e.g. the diagnostics') go before the figures."""
     spread = has_spread(combinations)
     noise_note = (
         f"Values are means over completed seeds with {confidence:.0%} confidence intervals in brackets."
@@ -414,6 +422,7 @@ def findings_markdown(
         effects.to_markdown(index=False, disable_numparse=True) if len(effects) else "",
         "## Poor results, missed targets and divergence",
         "\n".join(problems(summary, combinations, target_accuracy, confidence)),
+        *(section.strip() for section in extra_sections),
         "## Figures",
         "\n\n".join(f"![{caption}]({relative(path, output)})" for caption, path in figures.items()),
         "## Methods",

@@ -21,7 +21,8 @@ try:
         root_of(snakemake.input.data[0]), split["val_source"], split["val_size"], split["split_seed"], split["train_size"]
     )
     log.info("%s on %s: %s", spec.run_id, device, splits.sizes())
-    checkpoint = Path("results/checkpoints") / f"{spec.run_id}.pt"
+    # Named after the run's directory, which is unique also for sweep runs that share a run_id.
+    checkpoint = Path("results/checkpoints") / f"{Path(snakemake.output.metrics).parent.name}.pt"
     metrics = train_run(spec, splits, device, checkpoint)
     metrics["environment"] = environment(device, torch.get_num_threads(), snakemake.scriptdir)
     atomic_write_json(snakemake.output.metrics, metrics)

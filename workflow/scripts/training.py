@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+import diagnostics
 from atomic import atomic_path
 from fmnist_data import Splits
 from model import build_model, build_optimizer, hyperparameters_in_use, weight_stats
@@ -99,7 +100,8 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor)
 class Divergence:
     epoch: int
     step: int
-    loss: float
+    # "nan", "inf" or "-inf": strict JSON has no spelling for non-finite numbers
+    loss: str
 
 
 def train_epoch(
@@ -128,7 +130,7 @@ def train_epoch(
             finite = torch.isfinite(window)
             if not bool(finite.all()):
                 first_bad = checked + int((~finite).nonzero()[0].item())
-                return math.nan, Divergence(epoch=-1, step=first_bad + 1, loss=float(step_losses[first_bad]))
+                return math.nan, Divergence(epoch=-1, step=first_bad + 1, loss=str(float(step_losses[first_bad])))
             checked = step + 1
     return step_losses.to(torch.float64).mean().item(), None
 
@@ -176,6 +178,9 @@ def train_run(
     init_stats = weight_stats(model)
     train_x, train_y = splits.train_x.to(device), splits.train_y.to(device)
     val_x, val_y = splits.val_x.to(device), splits.val_y.to(device)
+    probe = diagnostics.probe_batch(train_x, train_y)
+    signal = diagnostics.new_record(model, probe)
+    grad_norms = diagnostics.GradNormTracker(optimizer)
 
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_accuracy": [], "epoch_seconds": []}
     checkpoint = _load_checkpoint(checkpoint_path, spec, device)
@@ -185,6 +190,7 @@ def train_run(
         torch.set_rng_state(checkpoint["torch_rng"].cpu())
         history = checkpoint["history"]
         init_stats = checkpoint["init_stats"]
+        signal = checkpoint["diagnostics"]
         log.info("%s: resuming after epoch %d from %s", spec.run_id, len(history["epoch"]), checkpoint_path)
 
     divergence = None
@@ -202,6 +208,7 @@ def train_run(
             break
         val_loss, val_accuracy = evaluate(model, val_x, val_y)
         seconds = time.perf_counter() - started
+        diagnostics.record_epoch(signal, epoch, model, probe, grad_norms)
         for key, value in zip(history, (epoch, train_loss, val_loss, val_accuracy, seconds)):
             history[key].append(value)
         log.info(
@@ -209,8 +216,9 @@ def train_run(
             spec.run_id, epoch, spec.epochs, train_loss, val_loss, val_accuracy, seconds,
         )
         if checkpoint_path is not None:
-            _save_checkpoint(checkpoint_path, spec, model, optimizer, {"history": history, "init_stats": init_stats})
+            _save_checkpoint(checkpoint_path, spec, model, optimizer, {"history": history, "init_stats": init_stats, "diagnostics": signal})
 
+    grad_norms.close()
     if divergence is None:
         test_loss, test_accuracy = evaluate(model, splits.test_x.to(device), splits.test_y.to(device))
         test = {"loss": test_loss, "accuracy": test_accuracy}
@@ -229,4 +237,5 @@ def train_run(
         "training_seconds": sum(history["epoch_seconds"]),
         "divergence": None if divergence is None else vars(divergence),
         "init_weight_stats": init_stats,
+        "diagnostics": signal,
     }

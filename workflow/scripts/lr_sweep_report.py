@@ -1,0 +1,20 @@
+"""Snakemake entry: the learning-rate sweep's figure and Markdown section."""
+
+import json
+
+from atomic import atomic_write_text
+from diagnostic_figures import lr_sweep_figure
+from logsetup import log_to
+from sweep_analysis import sweep_section
+
+log = log_to(snakemake.log[0])
+try:
+    metrics_list = [json.loads(open(path).read()) for path in snakemake.input.metrics]
+    default_lrs = snakemake.params.default_lrs
+    lr_sweep_figure(metrics_list, default_lrs, snakemake.output.figure)
+    validation_source = metrics_list[0]["data"]["validation_source"]
+    atomic_write_text(snakemake.output.section, sweep_section(metrics_list, default_lrs, validation_source))
+    log.info("learning-rate sweep report from %d runs", len(metrics_list))
+except Exception:
+    log.exception("learning-rate sweep report failed")
+    raise
