@@ -32,9 +32,10 @@ def edit_config(study, change):
 
 
 def analysis_rules(study):
-    """Every rule that only reads finished runs: all rules but the data, training and target rules."""
+    """Every rule that only reads finished grid runs: all rules but the data, training and target
+    rules, and the learning-rate sweep's report (the sweep is off in these studies)."""
     listed = study.snakemake("--list-rules").stdout.split()
-    return set(listed) - {"all", "fetch_data"} - {rule for rule in listed if rule.startswith("train")}
+    return {rule for rule in listed if rule not in ("all", "fetch_data", "lr_sweep_report") and not rule.startswith("train")}
 
 
 def trained(jobs):
