@@ -144,7 +144,8 @@ def restart(study) -> subprocess.CompletedProcess:
 
 
 def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(study):
-    study.write_config({"grid": {"inits": ["he"], "optimizers": ["sgd", "adam"]}, "training": {"epochs": 4}})
+    # three runs on two cores: the third is still training when one of the first two is done
+    study.write_config({"grid": {"inits": ["he"], "optimizers": ["sgd", "adam", "rmsprop"]}, "training": {"epochs": 4}})
     runs, checkpoints = study.root / "results" / "runs", study.root / "results" / "checkpoints"
 
     def finished_and_in_flight():
@@ -163,7 +164,7 @@ def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(s
     interrupt_then_kill(process)
 
     restart(study)
-    assert sorted(p.parent.name for p in runs.glob("*/metrics.json")) == ["he_adam_seed1", "he_sgd_seed1"]
+    assert sorted(p.parent.name for p in runs.glob("*/metrics.json")) == ["he_adam_seed1", "he_rmsprop_seed1", "he_sgd_seed1"]
     for run in finished:  # kept, not retrained
         assert (runs / run / "metrics.json").stat().st_mtime_ns == kept[run]
         assert (runs / run / "metrics.json").read_bytes() == contents[run]
