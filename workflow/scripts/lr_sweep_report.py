@@ -1,7 +1,6 @@
 """Snakemake entry: the learning-rate sweep's figure and Markdown section."""
 
-import json
-
+from aggregate import load_metrics
 from atomic import atomic_write_text
 from diagnostic_figures import lr_sweep_figure
 from logsetup import log_to
@@ -9,7 +8,7 @@ from sweep_analysis import sweep_section
 
 log = log_to(snakemake.log[0])
 try:
-    metrics_list = [json.loads(open(path).read()) for path in snakemake.input.metrics]
+    metrics_list = load_metrics(snakemake.input.metrics)
     default_lrs = snakemake.params.default_lrs
     lr_sweep_figure(metrics_list, default_lrs, snakemake.output.figure)
     validation_source = metrics_list[0]["data"]["validation_source"]

@@ -1,7 +1,6 @@
 """Snakemake entry: signal-propagation figures and the Markdown section from every run's diagnostics."""
 
-import json
-
+from aggregate import load_metrics
 from atomic import atomic_write_text
 from diagnostic_figures import grad_norm_over_epochs_figure, signal_at_init_figure
 from logsetup import log_to
@@ -9,7 +8,7 @@ from signal_analysis import signal_section
 
 log = log_to(snakemake.log[0])
 try:
-    metrics_list = [json.loads(open(path).read()) for path in snakemake.input.metrics]
+    metrics_list = load_metrics(snakemake.input.metrics)
     signal_at_init_figure(metrics_list, snakemake.output.at_init)
     grad_norm_over_epochs_figure(metrics_list, snakemake.output.over_epochs)
     atomic_write_text(snakemake.output.section, signal_section(metrics_list, snakemake.params.confidence))
