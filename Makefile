@@ -1,5 +1,5 @@
-# Two entry points: `make study` runs the full study, `make test` runs the test suite.
-# Both create .venv and install requirements.txt on first use.
+# Two entry points: `make study` runs the full study, `make test` runs lint and the test suite.
+# Both create .venv, install requirements.txt and this package (editable) on first use.
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
@@ -8,9 +8,10 @@ CORES ?= all
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 # Debian ships the real FashionMNIST; elsewhere the workflow downloads it from the mirrors.
@@ -30,8 +31,13 @@ quick: setup data-package
 report: setup data-package
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html --report-after-run
 
-test: setup data-package
-	$(BIN)/python -m pytest tests
-
+# Lint and format checks: Python (ruff), Snakemake files (snakefmt), the workflow (snakemake --lint).
 lint: setup
-	$(BIN)/snakemake --lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow
+	@out=$$($(BIN)/snakemake --lint 2>&1); echo "$$out" | tail -n 1; \
+		echo "$$out" | grep -q "Congratulations" || { echo "$$out"; exit 1; }
+
+test: lint data-package
+	$(BIN)/python -m pytest tests

@@ -17,7 +17,7 @@ include: "workflow/rules/diagnostics.smk"
 
 
 rule all:
+    default_target: True
     input:
         run_metrics(),
         report_outputs(),
-    default_target: True

@@ -70,8 +70,16 @@ def deep_update(base: dict, overrides: dict) -> dict:
 
 def epoch_and_eval(data_root: Path, threads: int, sizes: dict, repeats: int) -> dict[str, list[dict]]:
     """Both loops' (a)/(b) timings, alternating which goes first so neither always meets the same load."""
-    common = ["--data-root", str(data_root), "--threads", str(threads),
-              "--split", json.dumps(sizes["split"]), "--eval-size", str(sizes["eval_size"])]
+    common = [
+        "--data-root",
+        str(data_root),
+        "--threads",
+        str(threads),
+        "--split",
+        json.dumps(sizes["split"]),
+        "--eval-size",
+        str(sizes["eval_size"]),
+    ]
     commands = {
         "reference": [sys.executable, str(HERE / "reference_loop.py"), "--mode", "epoch", *common],
         "project": [sys.executable, str(HERE / "project_loop.py"), *common],
@@ -98,8 +106,10 @@ def quick_study(data_root: Path, threads: int, smoke: bool) -> dict[str, dict]:
         # The data is given, not fetched: only training is timed.
         shutil.copytree(data_root / RAW_SUBDIR, workspace / "data" / RAW_SUBDIR)
         overlays = ["config/quick.yaml"]
-        config = deep_update(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
-                             yaml.safe_load((REPO / "config" / "quick.yaml").read_text()))
+        config = deep_update(
+            yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+            yaml.safe_load((REPO / "config" / "quick.yaml").read_text()),
+        )
         if smoke:
             (workspace / "smoke.yaml").write_text(yaml.safe_dump(SMOKE_STUDY))
             overlays.append("smoke.yaml")
@@ -111,46 +121,99 @@ def quick_study(data_root: Path, threads: int, smoke: bool) -> dict[str, dict]:
         if project["returncode"] != 0:
             raise RuntimeError(f"snakemake failed in {workspace}; rerun: cd {workspace} && {' '.join(snakemake)}")
         print(f"  project quick study: {project}", file=sys.stderr, flush=True)
-        split = {"source": config["validation"]["source"], "size": config["validation"]["size"],
-                 "seed": config["validation"]["split_seed"], "train_size": config["training"]["train_size"]}
-        reference = json_line_of([
-            sys.executable, str(HERE / "reference_loop.py"), "--mode", "study", "--data-root", str(data_root),
-            "--threads", str(threads), "--split", json.dumps(split), "--combinations", json.dumps(combinations),
-            "--epochs", str(config["training"]["epochs"]),
-        ])
+        split = {
+            "source": config["validation"]["source"],
+            "size": config["validation"]["size"],
+            "seed": config["validation"]["split_seed"],
+            "train_size": config["training"]["train_size"],
+        }
+        reference = json_line_of(
+            [
+                sys.executable,
+                str(HERE / "reference_loop.py"),
+                "--mode",
+                "study",
+                "--data-root",
+                str(data_root),
+                "--threads",
+                str(threads),
+                "--split",
+                json.dumps(split),
+                "--combinations",
+                json.dumps(combinations),
+                "--epochs",
+                str(config["training"]["epochs"]),
+            ]
+        )
         print(f"  reference quick study: {reference}", file=sys.stderr, flush=True)
     return {"reference": reference, "project": project, "runs": len(combinations)}
 
 
 def table(timings: dict[str, list[dict]], study: dict | None, sizes: dict, repeats: int) -> str:
-    best = {name: {key: min(r[key] for r in runs) for key in ("train_seconds", "eval_seconds")}
-            for name, runs in timings.items()}
+    best = {
+        name: {key: min(r[key] for r in runs) for key in ("train_seconds", "eval_seconds")}
+        for name, runs in timings.items()
+    }
     peak = {name: max(r["peak_rss_mb"] for r in runs) for name, runs in timings.items()}
-    train_size = 60_000 - sizes["split"]["size"] if sizes["split"]["train_size"] is None else sizes["split"]["train_size"]
+    train_size = (
+        60_000 - sizes["split"]["size"] if sizes["split"]["train_size"] is None else sizes["split"]["train_size"]
+    )
     rows = [
-        [f"(a) training epoch, {train_size:,} images", best["reference"]["train_seconds"],
-         best["project"]["train_seconds"], peak["reference"], peak["project"]],
-        [f"(b) evaluation pass, {sizes['eval_size']:,} images", best["reference"]["eval_seconds"],
-         best["project"]["eval_seconds"], peak["reference"], peak["project"]],
+        [
+            f"(a) training epoch, {train_size:,} images",
+            best["reference"]["train_seconds"],
+            best["project"]["train_seconds"],
+            peak["reference"],
+            peak["project"],
+        ],
+        [
+            f"(b) evaluation pass, {sizes['eval_size']:,} images",
+            best["reference"]["eval_seconds"],
+            best["project"]["eval_seconds"],
+            peak["reference"],
+            peak["project"],
+        ],
     ]
     if study is not None:
-        rows.append([f"(c) quick study, {study['runs']} runs", study["reference"]["seconds"],
-                     study["project"]["seconds"], study["reference"]["peak_rss_mb"], study["project"]["peak_rss_mb"]])
+        rows.append(
+            [
+                f"(c) quick study, {study['runs']} runs",
+                study["reference"]["seconds"],
+                study["project"]["seconds"],
+                study["reference"]["peak_rss_mb"],
+                study["project"]["peak_rss_mb"],
+            ]
+        )
     for row in rows:
         row.insert(3, f"{row[1] / row[2]:.2f}x")
         row.append(f"{row[-1] - row[-2]:+.0f}")
-    headers = ["measure", "reference s", "project s", "ratio (speed-up)", "reference peak MB", "project peak MB",
-               "memory delta MB"]
+    headers = [
+        "measure",
+        "reference s",
+        "project s",
+        "ratio (speed-up)",
+        "reference peak MB",
+        "project peak MB",
+        "memory delta MB",
+    ]
     note = f"(a), (b): best of {repeats} interleaved runs each; (c): one run each; peak = RSS high-water mark"
     return tabulate(rows, headers=headers, floatfmt=".2f") + "\n" + note
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=REPO / "data",
-                        help="directory holding FashionMNIST/raw/ (default: the workflow's data/)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="threads for every contender, and Snakemake's --cores (default: all cores)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=REPO / "data",
+        help="directory holding FashionMNIST/raw/ (default: the workflow's data/)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="threads for every contender, and Snakemake's --cores (default: all cores)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of (a)/(b) per loop")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one combination, one epoch")
     parser.add_argument("--skip-study", action="store_true", help="leave out (c)")
@@ -158,8 +221,11 @@ def main(argv=None) -> None:
     if not (args.data_root / RAW_SUBDIR).is_dir():
         sys.exit(f"no {args.data_root / RAW_SUBDIR}: run `snakemake --cores 1 fetch_data` first, or pass --data-root")
     sizes = SMOKE if args.smoke else FULL
-    print(f"benchmark: {args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores{', SMOKE sizes' if args.smoke else ''}", flush=True)
+    print(
+        f"benchmark: {args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores{', SMOKE sizes' if args.smoke else ''}",
+        flush=True,
+    )
     timings = epoch_and_eval(args.data_root, args.threads, sizes, args.repeats)
     study = None if args.skip_study else quick_study(args.data_root, args.threads, args.smoke)
     print(table(timings, study, sizes, args.repeats))

@@ -18,12 +18,12 @@ import torch
 from tabulate import tabulate
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "workflow" / "scripts"))
 import reference_loop  # noqa: E402
-from fmnist_data import load_splits  # noqa: E402
 from project_loop import HE_ADAM  # noqa: E402
-from training import RunSpec, train_run  # noqa: E402
+
+from fmnist_initopt.data import load_splits  # noqa: E402
+from fmnist_initopt.study import RunSpec  # noqa: E402
+from fmnist_initopt.training import train_run  # noqa: E402
 
 SPLIT = {"source": "holdout", "size": 10_000, "seed": 0, "train_size": None}
 
@@ -53,8 +53,13 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     rows = []
     for seed in args.seeds:
-        rows.append([seed, reference_accuracy(args.data_root, seed, args.epochs),
-                     project_accuracy(args.data_root, seed, args.epochs)])
+        rows.append(
+            [
+                seed,
+                reference_accuracy(args.data_root, seed, args.epochs),
+                project_accuracy(args.data_root, seed, args.epochs),
+            ]
+        )
         print(f"  seed {seed}: reference {rows[-1][1]:.4f}, project {rows[-1][2]:.4f}", file=sys.stderr, flush=True)
     means = [statistics.mean(row[i] for row in rows) for i in (1, 2)]
     rows.append(["mean", *means])

@@ -9,20 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from fmnist_data import load_splits  # noqa: E402
-from training import RunSpec, epoch_generator, evaluate, model_and_optimizer, train_epoch  # noqa: E402
+from fmnist_initopt.data import load_splits  # noqa: E402
+from fmnist_initopt.study import RunSpec  # noqa: E402
+from fmnist_initopt.training import epoch_generator, evaluate, model_and_optimizer, train_epoch  # noqa: E402
 
 BATCH_SIZE = 64
 HE_ADAM = dict(
-    init="he", init_function="kaiming_normal_", init_kwargs={"mode": "fan_in", "nonlinearity": "relu"},
-    optimizer="adam", optimizer_class="Adam", optimizer_kwargs={"lr": 1.0e-3, "betas": [0.9, 0.999]},
+    init="he",
+    init_function="kaiming_normal_",
+    init_kwargs={"mode": "fan_in", "nonlinearity": "relu"},
+    optimizer="adam",
+    optimizer_class="Adam",
+    optimizer_kwargs={"lr": 1.0e-3, "betas": [0.9, 0.999]},
 )
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -27,15 +25,14 @@ import torch.optim as optim
 import torchvision
 import torchvision.transforms as transforms
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from fmnist_data import split_indices  # noqa: E402
+from fmnist_initopt.data import split_indices  # noqa: E402
 
 BATCH_SIZE = 64
 
 
 class CNN(nn.Module):
     def __init__(self):
-        super(CNN, self).__init__()
+        super().__init__()
         self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
         self.pool = nn.MaxPool2d(2, 2)
@@ -117,7 +114,9 @@ def datasets(root, split):
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     train_full = torchvision.datasets.FashionMNIST(root=str(root), train=True, download=False, transform=transform)
     test = torchvision.datasets.FashionMNIST(root=str(root), train=False, download=False, transform=transform)
-    train_idx, val_idx = split_indices(len(train_full), split["source"], split["size"], split["seed"], split["train_size"])
+    train_idx, val_idx = split_indices(
+        len(train_full), split["source"], split["size"], split["seed"], split["train_size"]
+    )
     train = torch.utils.data.Subset(train_full, train_idx.tolist())
     validation = test if val_idx is None else torch.utils.data.Subset(train_full, val_idx.tolist())
     return train, validation, test
@@ -173,7 +172,7 @@ def main(argv=None):
     parser.add_argument("--split", required=True, help="JSON: {source, size, seed, train_size}")
     parser.add_argument("--eval-size", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--combinations", default="[]", help='JSON list of [init, optimizer, seed]')
+    parser.add_argument("--combinations", default="[]", help="JSON list of [init, optimizer, seed]")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

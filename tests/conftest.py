@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from synthetic import synthetic_arrays, write_synthetic_source
+
+from fmnist_initopt.data import Splits, normalise
+from fmnist_initopt.study import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from synthetic import write_synthetic_source  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # What a study workspace needs from the repository; results/ and data/ start empty.
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "slurm")
+WORKFLOW_FILES = ("Snakefile", "workflow", "src", "config", "envs", "slurm")
 
 TINY_CONFIG = {
     "grid": {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam", "rmsprop"], "seeds": [1]},
@@ -115,6 +116,51 @@ def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
                 jobs.add(("all", ""))
                 rule = None
         elif rule and text.startswith("output: "):
-            jobs.add((rule, text[len("output: "):].split(", ")[0]))
+            jobs.add((rule, text[len("output: ") :].split(", ")[0]))
             rule = None
     return jobs
+
+
+def synthetic_splits(n_train=400, n_test=200) -> Splits:
+    arrays = {
+        k: torch.from_numpy(v.astype("int64") if "labels" in k else v)
+        for k, v in synthetic_arrays(n_train, n_test).items()
+    }
+    images, labels = normalise(arrays["train-images-idx3-ubyte"]), arrays["train-labels-idx1-ubyte"]
+    return Splits(
+        train_x=images[100:],
+        train_y=labels[100:],
+        val_x=images[:100],
+        val_y=labels[:100],
+        test_x=normalise(arrays["t10k-images-idx3-ubyte"]),
+        test_y=arrays["t10k-labels-idx1-ubyte"],
+        val_source="holdout",
+    )
+
+
+def spec(seed=1, optimizer="adam", epochs=2, **changes) -> RunSpec:
+    classes = {"adam": ("Adam", {"lr": 0.001}), "sgd": ("SGD", {"lr": 0.01, "momentum": 0.9})}
+    fields = dict(
+        init="he",
+        init_function="kaiming_normal_",
+        init_kwargs={"mode": "fan_in", "nonlinearity": "relu"},
+        optimizer=optimizer,
+        optimizer_class=classes[optimizer][0],
+        optimizer_kwargs=classes[optimizer][1],
+        seed=seed,
+        epochs=epochs,
+        batch_size=32,
+        split={},
+    )
+    return RunSpec(**{**fields, **changes})
+
+
+def without_timings(metrics: dict) -> dict:
+    """A run's metrics minus what depends on the machine's speed, for comparing two runs."""
+    stripped = {k: v for k, v in metrics.items() if k not in ("training_seconds", "cost")}
+    stripped["history"] = {k: v for k, v in metrics["history"].items() if k != "epoch_seconds"}
+    return stripped
+
+
+def metrics_schema() -> dict:
+    return yaml.safe_load((REPO / "workflow" / "schemas" / "metrics.schema.yaml").read_text())

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-INIT_FUNCTIONS = {"he": ("kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"}), "xavier": ("xavier_normal_", {})}
+INIT_FUNCTIONS = {
+    "he": ("kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"}),
+    "xavier": ("xavier_normal_", {}),
+}
 OPTIMIZERS = {
     "sgd": ("SGD", {"lr": 0.01, "momentum": 0.9}),
     "adam": ("Adam", {"lr": 0.001, "betas": [0.9, 0.999]}),
@@ -25,11 +28,18 @@ def _weight_stats(init: str, seed: int) -> list[dict]:
         std = np.sqrt(2 / fan_in) if init == "he" else np.sqrt(2 / (fan_in + fan_out))
         sample = rng.normal(0, std, 2000)
         counts, edges = np.histogram(sample, bins=30)
-        stats.append({
-            "layer": layer, "shape": shape, "fan_in": fan_in, "fan_out": fan_out,
-            "mean": float(sample.mean()), "std": float(sample.std()), "bias_abs_max": 0.0,
-            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
-        })
+        stats.append(
+            {
+                "layer": layer,
+                "shape": shape,
+                "fan_in": fan_in,
+                "fan_out": fan_out,
+                "mean": float(sample.mean()),
+                "std": float(sample.std()),
+                "bias_abs_max": 0.0,
+                "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+            }
+        )
     return stats
 
 
@@ -58,9 +68,15 @@ def fake_metrics(
         "run": {"id": f"{init}_{optimizer}_seed{seed}", "init": init, "optimizer": optimizer, "seed": seed},
         "status": "diverged" if diverged else "completed",
         "spec": {
-            "init": init, "init_function": init_function, "init_kwargs": init_kwargs,
-            "optimizer": optimizer, "optimizer_class": optimizer_class, "optimizer_kwargs": optimizer_kwargs,
-            "seed": seed, "epochs": epochs or (diverged_at[0] if diverged else completed), "batch_size": 64,
+            "init": init,
+            "init_function": init_function,
+            "init_kwargs": init_kwargs,
+            "optimizer": optimizer,
+            "optimizer_class": optimizer_class,
+            "optimizer_kwargs": optimizer_kwargs,
+            "seed": seed,
+            "epochs": epochs or (diverged_at[0] if diverged else completed),
+            "batch_size": 64,
             "split": {"val_source": "holdout", "val_size": 100, "split_seed": 0, "train_size": None},
         },
         "hyperparameters": {**optimizer_kwargs, "weight_decay": 0, "foreach": None},
@@ -72,16 +88,26 @@ def fake_metrics(
             "val_accuracy": list(val_accuracy),
             "epoch_seconds": list(epoch_seconds),
         },
-        "test": {"loss": None, "accuracy": None} if diverged else {
-            "loss": 0.5, "accuracy": test_accuracy if test_accuracy is not None else val_accuracy[-1],
+        "test": {"loss": None, "accuracy": None}
+        if diverged
+        else {
+            "loss": 0.5,
+            "accuracy": test_accuracy if test_accuracy is not None else val_accuracy[-1],
         },
         "training_seconds": float(sum(epoch_seconds)),
         "divergence": {"epoch": diverged_at[0], "step": diverged_at[1], "loss": "nan"} if diverged else None,
         "init_weight_stats": _weight_stats(init, seed),
         "diagnostics": _diagnostics(init, completed),
         "environment": {
-            "python": "3.11.2", "torch": "2.14.1", "torchvision": "0.29.1", "snakemake": "9.27.1",
-            "device": "cpu", "device_name": "x86_64", "threads": 2, "host": "testhost", "git_commit": "abc123",
+            "python": "3.11.2",
+            "torch": "2.14.1",
+            "torchvision": "0.29.1",
+            "snakemake": "9.27.1",
+            "device": "cpu",
+            "device_name": "x86_64",
+            "threads": 2,
+            "host": "testhost",
+            "git_commit": "abc123",
         },
     }
 

@@ -10,13 +10,13 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
-from scipy import stats
-
-import figures
-from aggregate import combine, confidence_interval, load_metrics, summarize_runs, welch, write_csv
 from conftest import REPO
 from fake_metrics import fake_metrics, write_metrics
-from findings import FIGURE_CAPTIONS, findings_markdown, init_effects
+from scipy import stats
+
+from fmnist_initopt import figures
+from fmnist_initopt.aggregate import combine, confidence_interval, load_metrics, summarize_runs, welch, write_csv
+from fmnist_initopt.findings import findings_markdown, init_effects
 
 TARGET, CONFIDENCE = 0.85, 0.95
 
@@ -142,9 +142,15 @@ def test_init_effects_separate_a_real_difference_from_noise(tables):
 
 def test_verdict_sign_flips_when_the_inits_swap_roles():
     swapped = [
-        fake_metrics("xavier" if m["run"]["init"] == "he" else "he", m["run"]["optimizer"], m["run"]["seed"],
-                     m["history"]["val_accuracy"], test_accuracy=m["test"]["accuracy"])
-        for m in known_study() if m["status"] == "completed"
+        fake_metrics(
+            "xavier" if m["run"]["init"] == "he" else "he",
+            m["run"]["optimizer"],
+            m["run"]["seed"],
+            m["history"]["val_accuracy"],
+            test_accuracy=m["test"]["accuracy"],
+        )
+        for m in known_study()
+        if m["status"] == "completed"
     ]
     summary = summarize_runs(swapped, TARGET)
     effects = init_effects(summary, combine(summary, CONFIDENCE), CONFIDENCE)
@@ -156,6 +162,13 @@ def test_verdict_sign_flips_when_the_inits_swap_roles():
     summary = summarize_runs(worse, TARGET)
     effects = init_effects(summary, combine(summary, CONFIDENCE), CONFIDENCE)
     assert effect(effects, "sgd", "final test accuracy")["verdict"] == "he hurts"
+
+
+# The summary figures, by file stem, with the titles findings.md shows them under.
+FIGURE_CAPTIONS = {
+    name: name.replace("_", " ").capitalize()
+    for name in ("learning_curves", "accuracy_and_time", "epochs_to_target", "init_weights")
+}
 
 
 def render(tmp_path, runs, target=TARGET, draw=True):
@@ -176,8 +189,14 @@ def render(tmp_path, runs, target=TARGET, draw=True):
         figures.init_weights(all_metrics, paths["init_weights"])
     output = results / "findings.md"
     text = findings_markdown(
-        summary, combinations, all_metrics, target, CONFIDENCE,
-        {FIGURE_CAPTIONS[name]: path for name, path in paths.items()}, tables, output,
+        summary,
+        combinations,
+        all_metrics,
+        target,
+        CONFIDENCE,
+        {FIGURE_CAPTIONS[name]: path for name, path in paths.items()},
+        tables,
+        output,
     )
     output.write_text(text)
     return text, paths, output

@@ -8,9 +8,9 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY_CONFIG, deep_update
-from study import ConfigError, validated_config
+
+from fmnist_initopt.config import ConfigError, validated_config
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 REPO_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -21,49 +21,97 @@ DROP = object()  # marks a key to delete rather than set
 # (case, overrides, phrases the single error line must contain: the key, the bad value, what is allowed)
 BAD_CONFIGS = [
     ("init not defined", {"grid": {"inits": ["he", "lecun"]}}, ["grid.inits", "'lecun'", DEFINED_INITS]),
-    ("optimizer not defined", {"grid": {"optimizers": ["sgd", "adagrad2"]}},
-     ["grid.optimizers", "'adagrad2'", DEFINED_OPTIMIZERS]),
-    ("unknown torch init function", {"inits": {"he": {"function": "kaiming_normal"}}},
-     ["inits.he.function", "'kaiming_normal'", "kaiming_normal_", "xavier_uniform_"]),
-    ("unknown torch optimizer class", {"optimizers": {"adam": {"class": "Adamm"}}},
-     ["optimizers.adam.class", "'Adamm'", "AdamW", "RMSprop"]),
-    ("hyperparameter SGD does not accept", {"optimizers": {"sgd": {"kwargs": {"betas": [0.9, 0.99]}}}},
-     ["optimizers.sgd.kwargs.betas", "[0.9, 0.99]", "torch.optim.SGD", "momentum, nesterov"]),
-    ("init argument value PyTorch rejects", {"inits": {"he": {"kwargs": {"mode": "fan_xx"}}}},
-     ["inits.he.kwargs", "fan_xx", "fan_in", "fan_out"]),
-    ("negative lr", {"optimizers": {"adam": {"kwargs": {"lr": -1.0e-3}}}},
-     ["optimizers.adam.kwargs.lr", "-0.001", "value > 0"]),
+    (
+        "optimizer not defined",
+        {"grid": {"optimizers": ["sgd", "adagrad2"]}},
+        ["grid.optimizers", "'adagrad2'", DEFINED_OPTIMIZERS],
+    ),
+    (
+        "unknown torch init function",
+        {"inits": {"he": {"function": "kaiming_normal"}}},
+        ["inits.he.function", "'kaiming_normal'", "kaiming_normal_", "xavier_uniform_"],
+    ),
+    (
+        "unknown torch optimizer class",
+        {"optimizers": {"adam": {"class": "Adamm"}}},
+        ["optimizers.adam.class", "'Adamm'", "AdamW", "RMSprop"],
+    ),
+    (
+        "hyperparameter SGD does not accept",
+        {"optimizers": {"sgd": {"kwargs": {"betas": [0.9, 0.99]}}}},
+        ["optimizers.sgd.kwargs.betas", "[0.9, 0.99]", "torch.optim.SGD", "momentum, nesterov"],
+    ),
+    (
+        "init argument value PyTorch rejects",
+        {"inits": {"he": {"kwargs": {"mode": "fan_xx"}}}},
+        ["inits.he.kwargs", "fan_xx", "fan_in", "fan_out"],
+    ),
+    (
+        "negative lr",
+        {"optimizers": {"adam": {"kwargs": {"lr": -1.0e-3}}}},
+        ["optimizers.adam.kwargs.lr", "-0.001", "value > 0"],
+    ),
     ("zero lr", {"optimizers": {"adam": {"kwargs": {"lr": 0}}}}, ["optimizers.adam.kwargs.lr", "is 0;", "value > 0"]),
-    ("lr YAML read as text", {"optimizers": {"adam": {"kwargs": {"lr": "1e-3"}}}},
-     ["optimizers.adam.kwargs.lr", '"1e-3"', "value > 0", "1.0e-3"]),
-    ("momentum 1", {"optimizers": {"sgd": {"kwargs": {"momentum": 1.0}}}},
-     ["optimizers.sgd.kwargs.momentum", "1.0", "0 <= value < 1"]),
-    ("negative momentum", {"optimizers": {"sgd": {"kwargs": {"momentum": -0.1}}}},
-     ["optimizers.sgd.kwargs.momentum", "-0.1", "0 <= value < 1"]),
+    (
+        "lr YAML read as text",
+        {"optimizers": {"adam": {"kwargs": {"lr": "1e-3"}}}},
+        ["optimizers.adam.kwargs.lr", '"1e-3"', "value > 0", "1.0e-3"],
+    ),
+    (
+        "momentum 1",
+        {"optimizers": {"sgd": {"kwargs": {"momentum": 1.0}}}},
+        ["optimizers.sgd.kwargs.momentum", "1.0", "0 <= value < 1"],
+    ),
+    (
+        "negative momentum",
+        {"optimizers": {"sgd": {"kwargs": {"momentum": -0.1}}}},
+        ["optimizers.sgd.kwargs.momentum", "-0.1", "0 <= value < 1"],
+    ),
     ("zero epochs", {"training": {"epochs": 0}}, ["training.epochs", "is 0;", "an integer with value >= 1"]),
     ("epochs as text", {"training": {"epochs": "ten"}}, ["training.epochs", '"ten"', "an integer with value >= 1"]),
-    ("batch larger than train_size", {"training": {"batch_size": 1000, "train_size": 500}},
-     ["training.batch_size", "1000", "1 to 500"]),
-    ("batch larger than the training set", {"training": {"batch_size": 60000}},
-     ["training.batch_size", "60000", "1 to 59900"]),
+    (
+        "batch larger than train_size",
+        {"training": {"batch_size": 1000, "train_size": 500}},
+        ["training.batch_size", "1000", "1 to 500"],
+    ),
+    (
+        "batch larger than the training set",
+        {"training": {"batch_size": 60000}},
+        ["training.batch_size", "60000", "1 to 59900"],
+    ),
     ("empty grid of inits", {"grid": {"inits": []}}, ["grid.inits", "is empty", "at least 1"]),
     ("empty grid of seeds", {"grid": {"seeds": []}}, ["grid.seeds", "is empty", "at least 1"]),
     ("grid without optimizers", {"grid": {"optimizers": DROP}}, ["grid.optimizers", "is missing", "required"]),
     ("duplicate seeds", {"grid": {"seeds": [1, 2, 1]}}, ["grid.seeds", "lists 1 more than once", "each value once"]),
     ("duplicate inits", {"grid": {"inits": ["he", "he"]}}, ["grid.inits", 'lists "he" more than once']),
-    ("validation as large as the training set", {"validation": {"size": 60000}},
-     ["validation.size", "60000", "1 to 59999"]),
+    (
+        "validation as large as the training set",
+        {"validation": {"size": 60000}},
+        ["validation.size", "60000", "1 to 59999"],
+    ),
     ("target accuracy 0", {"report": {"target_accuracy": 0}}, ["report.target_accuracy", "is 0;", "0 < value <= 1"]),
-    ("target accuracy above 1", {"report": {"target_accuracy": 1.5}},
-     ["report.target_accuracy", "1.5", "0 < value <= 1"]),
+    (
+        "target accuracy above 1",
+        {"report": {"target_accuracy": 1.5}},
+        ["report.target_accuracy", "1.5", "0 < value <= 1"],
+    ),
     ("top-level typo", {"trainig": {"epochs": 3}}, ["'trainig'", "did you mean 'training'?", "grid, inits"]),
     ("nested typo", {"training": {"epoch": 3}}, ["'epoch'", "under training", "did you mean 'epochs'?"]),
-    ("data source with another scheme", {"data": {"sources": ["ftp://example.org/fmnist"]}},
-     ["data.sources[0]", '"ftp://example.org/fmnist"', "a directory path", "an http(s) URL"]),
-    ("data source neither path nor URL", {"data": {"sources": ["fashion-mnist"]}},
-     ["data.sources[0]", '"fashion-mnist"', "starting with ~, ./ or ../", "an http(s) URL"]),
-    ("name unfit for a file name", {"inits": {"He-1": {"function": "kaiming_normal_"}}},
-     ["inits", '"He-1"', "lower-case letters and digits"]),
+    (
+        "data source with another scheme",
+        {"data": {"sources": ["ftp://example.org/fmnist"]}},
+        ["data.sources[0]", '"ftp://example.org/fmnist"', "a directory path", "an http(s) URL"],
+    ),
+    (
+        "data source neither path nor URL",
+        {"data": {"sources": ["fashion-mnist"]}},
+        ["data.sources[0]", '"fashion-mnist"', "starting with ~, ./ or ../", "an http(s) URL"],
+    ),
+    (
+        "name unfit for a file name",
+        {"inits": {"He-1": {"function": "kaiming_normal_"}}},
+        ["inits", '"He-1"', "lower-case letters and digits"],
+    ),
     ("unknown device", {"device": "tpu"}, ["device", '"tpu"', "auto, cpu, cuda"]),
 ]
 

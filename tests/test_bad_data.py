@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from fmnist_data import FILE_NAMES, DataError, fetch_raw_files, raw_dir, sha256_of
 from synthetic import write_synthetic_source
+
+from fmnist_initopt.data import FILE_NAMES, DataError, fetch_raw_files, raw_dir, sha256_of
 
 BAD_FILE = "train-labels-idx1-ubyte"  # the one file each broken directory source gets wrong
 TIMEOUT = 0.3
@@ -104,10 +104,14 @@ def other_dataset(tmp_path: Path) -> bytes:
 
 # case: (how to make the bad directory source from tmp_path and the good directory, the problem reported)
 CASES = {
-    "truncated gzip": (lambda t, g: copy_with(g, t / "bad", (g / f"{BAD_FILE}.gz").read_bytes()[:-40]),
-                       "not a complete gzip file"),
-    "wrong IDX magic, checksum matching": (lambda t, g: copy_with(g, t / "bad", gz(wrong_magic(g))),
-                                           "magic number 0x00000803, expected 0x00000801"),
+    "truncated gzip": (
+        lambda t, g: copy_with(g, t / "bad", (g / f"{BAD_FILE}.gz").read_bytes()[:-40]),
+        "not a complete gzip file",
+    ),
+    "wrong IDX magic, checksum matching": (
+        lambda t, g: copy_with(g, t / "bad", gz(wrong_magic(g))),
+        "magic number 0x00000803, expected 0x00000801",
+    ),
     "right format, wrong checksum": (lambda t, g: copy_with(g, t / "bad", other_dataset(t)), "SHA-256"),
     "empty file": (lambda t, g: copy_with(g, t / "bad", b""), "empty file"),
     "empty gzip": (lambda t, g: copy_with(g, t / "bad", gz(b"")), "decompressed to 0 bytes"),

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 import torch
-
-from fmnist_data import FILE_NAMES, DataError, fetch_raw_files, load_splits, raw_dir
 from synthetic import write_synthetic_source
+
+from fmnist_initopt.data import FILE_NAMES, DataError, fetch_raw_files, load_splits, raw_dir
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ import jsonschema
 import pytest
 import torch
 import yaml
+from conftest import REPO, spec, synthetic_splits, without_timings
 from torch import nn
 
-import diagnostics
-import training
-from conftest import REPO
-from test_training import spec, synthetic_splits, without_timings
+from fmnist_initopt import diagnostics, training
 
 WIDTH, DEPTH = 256, 8
 

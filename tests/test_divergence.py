@@ -4,17 +4,18 @@ import math
 
 import jsonschema
 import torch
+from conftest import metrics_schema, spec, synthetic_splits
 
-import training
-from test_training import spec, synthetic_splits
-from test_workflow import metrics_schema
+from fmnist_initopt import training
 
 # Plain SGD at this rate blows the synthetic-data CNN up within the first few steps, for every seed tried.
 EXPLODING_SGD = {"optimizer_class": "SGD", "optimizer_kwargs": {"lr": 1.0e3}}
 
 
 def test_exploding_learning_rate_stops_the_run_at_once_and_records_where():
-    metrics = training.train_run(spec(optimizer="sgd", epochs=5, **EXPLODING_SGD), synthetic_splits(), torch.device("cpu"))
+    metrics = training.train_run(
+        spec(optimizer="sgd", epochs=5, **EXPLODING_SGD), synthetic_splits(), torch.device("cpu")
+    )
     assert metrics["status"] == "diverged"
     divergence = metrics["divergence"]
     assert divergence["epoch"] == 1

@@ -1,18 +1,27 @@
 """The fast path (channels-last, pool before ReLU, fused optimizers, batches by index) computes
 what a plain implementation of the brief computes, to float tolerance."""
 
-import sys
+import importlib.util
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import REPO
-from model import build_optimizer
-from training import MEMORY_FORMAT, RunSpec, epoch_generator, model_and_optimizer, train_epoch
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-from reference_loop import CNN as BriefCNN  # noqa: E402
+from fmnist_initopt.optimizers import build_optimizer
+from fmnist_initopt.study import RunSpec
+from fmnist_initopt.training import MEMORY_FORMAT, epoch_generator, model_and_optimizer, train_epoch
+
+
+def _reference_loop():
+    """The benchmark's plain reimplementation of the brief, loaded from its file (benchmarks/ is no package)."""
+    location = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
+    module = importlib.util.module_from_spec(location)
+    location.loader.exec_module(module)
+    return module
+
+
+BriefCNN = _reference_loop().CNN
 
 INITS = {
     "he": ("kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"}),
@@ -28,9 +37,15 @@ BATCH = 64
 
 def spec(init, optimizer):
     return RunSpec(
-        init=init, init_function=INITS[init][0], init_kwargs=INITS[init][1],
-        optimizer=optimizer, optimizer_class=OPTIMIZERS[optimizer][0], optimizer_kwargs=OPTIMIZERS[optimizer][1],
-        seed=3, epochs=1, batch_size=BATCH,
+        init=init,
+        init_function=INITS[init][0],
+        init_kwargs=INITS[init][1],
+        optimizer=optimizer,
+        optimizer_class=OPTIMIZERS[optimizer][0],
+        optimizer_kwargs=OPTIMIZERS[optimizer][1],
+        seed=3,
+        epochs=1,
+        batch_size=BATCH,
     )
 
 
@@ -50,7 +65,7 @@ def data(n, seed=0):
 
 def assert_same_parameters(fast, plain, **tolerance):
     for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
-        torch.testing.assert_close(a, b, **tolerance, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(a, b, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("init", INITS)
@@ -66,7 +81,7 @@ def test_fast_path_gives_the_plain_loss_and_gradients_on_a_batch(init, optimizer
     plain_loss.backward()
     torch.testing.assert_close(fast_loss, plain_loss, rtol=1e-5, atol=1e-6)
     for (name, a), b in zip(model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}.grad: {m}")
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}.grad: {m}")
 
 
 @pytest.mark.parametrize("init", INITS)

@@ -4,9 +4,8 @@ import re
 
 import pytest
 
-import lr_sweep
-import signal_analysis
-import sweep_analysis
+from fmnist_initopt import signal_analysis, sweep_analysis
+from fmnist_initopt import study as lr_sweep
 
 DEFAULT_LRS = {"sgd": 0.01, "adam": 0.001}
 
@@ -120,9 +119,7 @@ def test_the_sweep_end_to_end_on_synthetic_data(study):
     )
     study.snakemake("--cores", "2")
     sweep_runs = sorted(p.parent.name for p in (study.root / "results" / "sweep").glob("*/metrics.json"))
-    assert sweep_runs == sorted(
-        f"{init}_sgd_lr{lr}_seed1" for init in ("he", "xavier") for lr in ("0.001", "0.1")
-    )
+    assert sweep_runs == sorted(f"{init}_sgd_lr{lr}_seed1" for init in ("he", "xavier") for lr in ("0.001", "0.1"))
     metrics = study.metrics("he_sgd_seed1")
     assert metrics["diagnostics"]["snapshot_epochs"] == [0, 1]
     for figure in ("signal_at_init.png", "signal_grad_norms.png", "lr_sweep.png"):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from model import CNN, build_model, build_optimizer, hyperparameters_in_use, weight_stats
+from fmnist_initopt.model import CNN, build_model, weight_stats
+from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
 
 HE = ("kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"})
 XAVIER = ("xavier_normal_", {})
@@ -48,10 +49,14 @@ def test_model_is_the_brief_cnn():
     model = CNN()
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
     assert shapes == {
-        "conv1.weight": (32, 1, 3, 3), "conv1.bias": (32,),
-        "conv2.weight": (64, 32, 3, 3), "conv2.bias": (64,),
-        "fc1.weight": (128, 3136), "fc1.bias": (128,),
-        "fc2.weight": (10, 128), "fc2.bias": (10,),
+        "conv1.weight": (32, 1, 3, 3),
+        "conv1.bias": (32,),
+        "conv2.weight": (64, 32, 3, 3),
+        "conv2.bias": (64,),
+        "fc1.weight": (128, 3136),
+        "fc1.bias": (128,),
+        "fc2.weight": (10, 128),
+        "fc2.bias": (10,),
     }
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 

@@ -5,10 +5,12 @@ import copy
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
-from model import build_model, build_optimizer, hyperparameters_in_use, weight_stats
-from study import ConfigError, check_config, run_spec
+
+from fmnist_initopt.config import ConfigError, check_config
+from fmnist_initopt.model import build_model, weight_stats
+from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
+from fmnist_initopt.study import run_spec
 
 REPO_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 SCHEMA_DEFAULTS = {
@@ -56,8 +58,14 @@ def test_the_brief_names_keep_their_meaning():
     [
         (lambda c: c["inits"].update(he={"function": "kaiming_gaussian_"}), ["inits.he.function", "kaiming_uniform_"]),
         (lambda c: c["inits"]["he"]["kwargs"].update(fan="in"), ["inits.he.kwargs.fan", "mode", "nonlinearity"]),
-        (lambda c: c["optimizers"].update(adam={"class": "Adamm", "kwargs": {"lr": 0.1}}), ["optimizers.adam.class", "AdamW"]),
-        (lambda c: c["optimizers"]["sgd"]["kwargs"].update(beta=0.9), ["optimizers.sgd.kwargs.beta", "momentum", "nesterov"]),
+        (
+            lambda c: c["optimizers"].update(adam={"class": "Adamm", "kwargs": {"lr": 0.1}}),
+            ["optimizers.adam.class", "AdamW"],
+        ),
+        (
+            lambda c: c["optimizers"]["sgd"]["kwargs"].update(beta=0.9),
+            ["optimizers.sgd.kwargs.beta", "momentum", "nesterov"],
+        ),
         (lambda c: c["grid"].update(optimizers=["lion"]), ["grid.optimizers", "lion", "adamw"]),
     ],
 )

@@ -1,30 +1,19 @@
 """One end-to-end check on the real FashionMNIST, at a subset size that takes about a minute."""
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, make_study
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-def real_data_available() -> bool:
-    if DEBIAN_DIR.is_dir():
-        return True
-    import urllib.request
-
-    try:
-        urllib.request.urlopen("https://github.com", timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
+# CI installs the Debian package (make test); elsewhere the test says what it needs. It never probes the network.
 @pytest.mark.skipif(
-    not real_data_available(),
-    reason=f"real FashionMNIST unavailable: neither {DEBIAN_DIR} (apt-get install dataset-fashion-mnist) nor the network",
+    not DEBIAN_DIR.is_dir() and os.environ.get("CI") != "true",
+    reason=f"real FashionMNIST not installed: apt-get install dataset-fashion-mnist (puts it in {DEBIAN_DIR})",
 )
 def test_quick_sized_study_on_real_data(tmp_path, synthetic_source):
     study = make_study(tmp_path / "real", synthetic_source)

@@ -4,7 +4,6 @@ import shutil
 
 import pytest
 import yaml
-
 from conftest import make_study, planned_jobs
 
 
@@ -35,7 +34,9 @@ def analysis_rules(study):
     """Every rule that only reads finished grid runs: all rules but the data, training and target
     rules, and the learning-rate sweep's report (the sweep is off in these studies)."""
     listed = study.snakemake("--list-rules").stdout.split()
-    return {rule for rule in listed if rule not in ("all", "fetch_data", "lr_sweep_report") and not rule.startswith("train")}
+    return {
+        rule for rule in listed if rule not in ("all", "fetch_data", "lr_sweep_report") and not rule.startswith("train")
+    }
 
 
 def trained(jobs):
@@ -112,7 +113,7 @@ def test_reordering_keys_and_respelling_numbers_reruns_nothing(copy):
 
 
 def test_editing_training_code_reruns_exactly_the_runs_that_use_it(copy):
-    code = copy.root / "workflow" / "scripts" / "training.py"
+    code = copy.root / "src" / "fmnist_initopt" / "training.py"
     code.write_text(code.read_text() + "\n# a harmless edit\n")
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [1])
@@ -123,3 +124,18 @@ def test_editing_training_code_reruns_exactly_the_runs_that_use_it(copy):
     # and forcing a retrain of one run when it is wanted
     forced = planned_jobs(copy.snakemake("-n", "--forcerun", "results/runs/he_sgd_seed1/metrics.json"))
     assert trained(forced) == {"he_sgd_seed1"}
+
+
+@pytest.mark.parametrize(
+    ("module", "rerun"),
+    [
+        ("signal_analysis", {"signal_report", "findings"}),
+        ("figures", {"figures", "findings"}),
+        ("findings", {"findings"}),
+    ],
+)
+def test_editing_analysis_code_reruns_exactly_the_rules_that_use_it(copy, module, rerun):
+    code = copy.root / "src" / "fmnist_initopt" / f"{module}.py"
+    code.write_text(code.read_text() + "\n# a harmless edit\n")
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert {rule for rule, _ in jobs} - {"all"} == rerun

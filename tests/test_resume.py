@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import torch
-
-from conftest import SNAKEMAKE, make_study
-from test_training import without_timings
+from conftest import SNAKEMAKE, make_study, without_timings
 
 RUN_ID = "he_adam_seed1"  # Adam: the resumed run needs the optimizer's moment estimates back
 TARGET = f"results/runs/{RUN_ID}/metrics.json"
@@ -45,8 +43,11 @@ def kill_after_first_checkpoint(study) -> int:
     """Start the run, SIGKILL its whole process group once an epoch is checkpointed; return that epoch."""
     checkpoint = study.root / CHECKPOINT
     run = subprocess.Popen(
-        [SNAKEMAKE, *ONE_THREAD, TARGET], cwd=study.root, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [SNAKEMAKE, *ONE_THREAD, TARGET],
+        cwd=study.root,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 300

@@ -14,9 +14,7 @@ import time
 import pytest
 import torch
 import yaml
-
-from conftest import REPO, make_study
-from test_training import without_timings
+from conftest import REPO, make_study, without_timings
 
 CLUSTER_SCRIPTS = REPO / "tests" / "slurm"
 # start-slurm.sh's exit status when this machine cannot host the cluster (not root, no apt).
@@ -37,8 +35,11 @@ STUDY = {"grid": {"inits": ["he", "xavier"], "optimizers": ["adam"], "seeds": [1
 
 def cluster_script(name: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(CLUSTER_SCRIPTS / name)], env={**os.environ, **CLUSTER_ENV},
-        capture_output=True, text=True, timeout=timeout,
+        [str(CLUSTER_SCRIPTS / name)],
+        env={**os.environ, **CLUSTER_ENV},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -63,7 +64,9 @@ def first_account() -> str:
     """What the README tells a user to look up for slurm_account."""
     accounts = subprocess.run(
         ["sacctmgr", "-n", "-P", "show", "assoc", f"user={os.environ.get('USER', 'root')}", "format=account"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert accounts, "the test cluster has no account for this user"
     return accounts[0]
@@ -83,7 +86,9 @@ def accounted_jobs(workdir) -> list[dict[str, str]]:
     fields = ["JobIDRaw", "Comment", "WorkDir", "AllocTRES", "State", "ExitCode"]
     listing = subprocess.run(
         ["sacct", "-X", "-P", "-n", "-a", "-S", "now-1days", "-o", ",".join(fields)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     jobs = [dict(zip(fields, line.split("|"))) for line in listing.splitlines() if line]
     return [job for job in jobs if job["WorkDir"] == str(workdir)]

@@ -1,34 +1,7 @@
 import torch
+from conftest import spec, synthetic_splits, without_timings
 
-from fmnist_data import Splits, normalise
-from synthetic import synthetic_arrays
-from training import RunSpec, train_run
-
-
-def synthetic_splits(n_train=400, n_test=200) -> Splits:
-    arrays = {k: torch.from_numpy(v.astype("int64") if "labels" in k else v) for k, v in synthetic_arrays(n_train, n_test).items()}
-    images, labels = normalise(arrays["train-images-idx3-ubyte"]), arrays["train-labels-idx1-ubyte"]
-    return Splits(
-        train_x=images[100:], train_y=labels[100:], val_x=images[:100], val_y=labels[:100],
-        test_x=normalise(arrays["t10k-images-idx3-ubyte"]), test_y=arrays["t10k-labels-idx1-ubyte"],
-        val_source="holdout",
-    )
-
-
-def spec(seed=1, optimizer="adam", epochs=2, **changes):
-    classes = {"adam": ("Adam", {"lr": 0.001}), "sgd": ("SGD", {"lr": 0.01, "momentum": 0.9})}
-    fields = dict(
-        init="he", init_function="kaiming_normal_", init_kwargs={"mode": "fan_in", "nonlinearity": "relu"},
-        optimizer=optimizer, optimizer_class=classes[optimizer][0], optimizer_kwargs=classes[optimizer][1],
-        seed=seed, epochs=epochs, batch_size=32, split={},
-    )
-    return RunSpec(**{**fields, **changes})
-
-
-def without_timings(metrics):
-    stripped = {k: v for k, v in metrics.items() if k != "training_seconds"}
-    stripped["history"] = {k: v for k, v in metrics["history"].items() if k != "epoch_seconds"}
-    return stripped
+from fmnist_initopt.training import train_run
 
 
 def test_training_lowers_the_loss():

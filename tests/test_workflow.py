@@ -1,16 +1,8 @@
 """The spine end to end: snakemake on synthetic data in a temporary copy of the workflow."""
 
-import json
-
 import jsonschema
 import pytest
-import yaml
-
-from conftest import REPO
-
-
-def metrics_schema():
-    return yaml.safe_load((REPO / "workflow" / "schemas" / "metrics.schema.yaml").read_text())
+from conftest import metrics_schema
 
 
 def test_one_valid_metrics_file_per_combination_and_a_second_run_does_nothing(study):

@@ -10,6 +10,6 @@ rule fetch_data:
     log:
         "results/logs/fetch_data/{raw_name}.log",
     conda:
-        "../../envs/cluster.yaml"
+        CONDA_ENV
     script:
         "../scripts/fetch_data.py"

@@ -6,15 +6,17 @@ localrules:
 rule signal_report:
     input:
         metrics=run_metrics(),
+        code=package_code("signal_analysis", "diagnostic_figures", "aggregate"),
     output:
-        **SIGNAL_FIGURES,
+        at_init=report_figure("signal_at_init", "Diagnostics"),
+        over_epochs=report_figure("signal_grad_norms", "Diagnostics"),
         section=SIGNAL_SECTION,
-    params:
-        confidence=config["report"]["confidence"],
     log:
         "results/logs/signal_report.log",
     conda:
-        "../../envs/cluster.yaml"
+        CONDA_ENV
+    params:
+        confidence=config["report"]["confidence"],
     script:
         "../scripts/signal_report.py"
 
@@ -22,23 +24,28 @@ rule signal_report:
 # A sweep point trains exactly like a grid run, with its own learning rate and paths.
 use rule train as train_sweep with:
     output:
-        metrics=SWEEP_METRICS,
+        metrics=f"{SWEEP_DIR}/metrics.json",
+    log:
+        f"{SWEEP_DIR}/train.log",
+    conda:
+        CONDA_ENV
     params:
         spec=sweep_spec_of,
-    log:
-        SWEEP_LOG,
+        checkpoint=checkpoint_of,
 
 
 rule lr_sweep_report:
     input:
         metrics=sweep_metrics(),
+        code=package_code("sweep_analysis", "diagnostic_figures", "aggregate"),
     output:
-        **LR_SWEEP_OUTPUTS,
-    params:
-        default_lrs=lr_sweep.default_lrs(config),
+        figure=report_figure("lr_sweep", "Learning-rate sweep"),
+        section=LR_SWEEP_SECTION,
     log:
         "results/logs/lr_sweep_report.log",
     conda:
-        "../../envs/cluster.yaml"
+        CONDA_ENV
+    params:
+        default_lrs=study.default_lrs(config),
     script:
         "../scripts/lr_sweep_report.py"

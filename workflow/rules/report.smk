@@ -11,16 +11,18 @@ localrules:
 rule aggregate:
     input:
         metrics=run_metrics(),
-        code=code_inputs("write_summary.py", "aggregate.py"),
+        code=package_code("aggregate"),
     output:
         summary=report(SUMMARY_CSV, caption="../report/summary.rst", category="Tables"),
-        combinations=report(COMBINATIONS_CSV, caption="../report/combinations.rst", category="Tables"),
-    params:
-        **REPORT_PARAMS,
+        combinations=report(
+            COMBINATIONS_CSV, caption="../report/combinations.rst", category="Tables"
+        ),
     log:
         "results/logs/aggregate.log",
     conda:
-        "../../envs/cluster.yaml"
+        CONDA_ENV
+    params:
+        **REPORT_PARAMS,
     script:
         "../scripts/write_summary.py"
 
@@ -30,18 +32,15 @@ rule figures:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
         combinations=COMBINATIONS_CSV,
-        code=code_inputs("draw_figures.py", "figures.py", "aggregate.py"),
+        code=package_code("figures", "aggregate"),
     output:
-        **{
-            name: report(f"{FIGURES_DIR}/{name}.png", caption=f"../report/{name}.rst", category="Figures")
-            for name in FIGURE_NAMES
-        },
-    params:
-        **REPORT_PARAMS,
+        **{name: report_figure(name, "Figures") for name in SUMMARY_FIGURES},
     log:
         "results/logs/figures.log",
     conda:
-        "../../envs/cluster.yaml"
+        CONDA_ENV
+    params:
+        **REPORT_PARAMS,
     script:
         "../scripts/draw_figures.py"
 
@@ -51,17 +50,26 @@ rule findings:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
         combinations=COMBINATIONS_CSV,
-        code=code_inputs("write_findings.py", "findings.py", "aggregate.py"),
-        **{name: f"{FIGURES_DIR}/{name}.png" for name in FIGURE_NAMES},
-        diagnostic_sections=diagnostic_sections(),
-        diagnostic_figures=diagnostic_figures(),
+        code=package_code("findings", "aggregate"),
+        figures=[figure_path(name) for name in SUMMARY_FIGURES + diagnostic_figures()],
+        sections=diagnostic_sections(),
     output:
-        findings=report(FINDINGS_MD, caption="../report/findings.rst", category="Findings"),
-    params:
-        **REPORT_PARAMS,
+        findings=report(
+            FINDINGS_MD, caption="../report/findings.rst", category="Findings"
+        ),
     log:
         "results/logs/findings.log",
     conda:
-        "../../envs/cluster.yaml"
+        CONDA_ENV
+    params:
+        **REPORT_PARAMS,
+        figure_titles={
+            figure_path(name): FIGURES[name]
+            for name in SUMMARY_FIGURES + diagnostic_figures()
+        },
+        tables={
+            "one row per run (summary.csv)": SUMMARY_CSV,
+            "one row per combination (combinations.csv)": COMBINATIONS_CSV,
+        },
     script:
         "../scripts/write_findings.py"

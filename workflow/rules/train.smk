@@ -4,16 +4,17 @@ rule train:
         data=ancient(RAW_FILES),
         code=TRAINING_CODE,
     output:
-        metrics=RUN_METRICS,
-    params:
-        spec=spec_of,
+        metrics=f"{RUN_DIR}/metrics.json",
     log:
-        RUN_LOG,
+        f"{RUN_DIR}/train.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=3000,
         runtime=60,
-    conda:
-        "../../envs/cluster.yaml"
+    params:
+        spec=spec_of,
+        checkpoint=checkpoint_of,
     script:
         "../scripts/train.py"

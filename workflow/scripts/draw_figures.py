@@ -1,8 +1,8 @@
 """Snakemake entry: draw every report figure from the metrics and the aggregated tables."""
 
-import figures
-from aggregate import load_metrics, read_csv
-from logsetup import log_to
+from fmnist_initopt import figures
+from fmnist_initopt.aggregate import load_metrics, read_csv
+from fmnist_initopt.logs import log_to
 
 log = log_to(snakemake.log[0])
 try:

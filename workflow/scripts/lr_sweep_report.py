@@ -1,10 +1,10 @@
 """Snakemake entry: the learning-rate sweep's figure and Markdown section."""
 
-from aggregate import load_metrics
-from atomic import atomic_write_text
-from diagnostic_figures import lr_sweep_figure
-from logsetup import log_to
-from sweep_analysis import sweep_section
+from fmnist_initopt.aggregate import load_metrics
+from fmnist_initopt.atomic import atomic_write_text
+from fmnist_initopt.diagnostic_figures import lr_sweep_figure
+from fmnist_initopt.logs import log_to
+from fmnist_initopt.sweep_analysis import sweep_section
 
 log = log_to(snakemake.log[0])
 try:

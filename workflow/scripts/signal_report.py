@@ -1,10 +1,10 @@
 """Snakemake entry: signal-propagation figures and the Markdown section from every run's diagnostics."""
 
-from aggregate import load_metrics
-from atomic import atomic_write_text
-from diagnostic_figures import grad_norm_over_epochs_figure, signal_at_init_figure
-from logsetup import log_to
-from signal_analysis import signal_section
+from fmnist_initopt.aggregate import load_metrics
+from fmnist_initopt.atomic import atomic_write_text
+from fmnist_initopt.diagnostic_figures import grad_norm_over_epochs_figure, signal_at_init_figure
+from fmnist_initopt.logs import log_to
+from fmnist_initopt.signal_analysis import signal_section
 
 log = log_to(snakemake.log[0])
 try:

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import torch
 
-from atomic import atomic_write_json
-from fmnist_data import load_splits, root_of
-from logsetup import log_to
-from runtime_env import environment, resolve_device
-from study import run_spec_from_json
-from training import train_run
+from fmnist_initopt.atomic import atomic_write_json
+from fmnist_initopt.data import load_splits, root_of
+from fmnist_initopt.environment import environment, resolve_device
+from fmnist_initopt.logs import log_to
+from fmnist_initopt.study import run_spec_from_json
+from fmnist_initopt.training import train_run
 
 log = log_to(snakemake.log[0])
 try:
@@ -18,11 +18,14 @@ try:
     device = resolve_device(snakemake.config["device"])
     split = spec.split
     splits = load_splits(
-        root_of(snakemake.input.data[0]), split["val_source"], split["val_size"], split["split_seed"], split["train_size"]
+        root_of(snakemake.input.data[0]),
+        split["val_source"],
+        split["val_size"],
+        split["split_seed"],
+        split["train_size"],
     )
     log.info("%s on %s: %s", spec.run_id, device, splits.sizes())
-    # Named after the run's directory, which is unique also for sweep runs that share a run_id.
-    checkpoint = Path("results/checkpoints") / f"{Path(snakemake.output.metrics).parent.name}.pt"
+    checkpoint = Path(snakemake.params.checkpoint)
     metrics = train_run(spec, splits, device, checkpoint)
     metrics["environment"] = environment(device, torch.get_num_threads(), snakemake.scriptdir)
     atomic_write_json(snakemake.output.metrics, metrics)

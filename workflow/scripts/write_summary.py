@@ -1,7 +1,7 @@
 """Snakemake entry: the runs' metrics.json files -> summary.csv (per run) and combinations.csv (per init x optimizer)."""
 
-from aggregate import combine, load_metrics, summarize_runs, write_csv
-from logsetup import log_to
+from fmnist_initopt.aggregate import combine, load_metrics, summarize_runs, write_csv
+from fmnist_initopt.logs import log_to
 
 log = log_to(snakemake.log[0])
 try:
@@ -11,8 +11,11 @@ try:
     write_csv(combinations, snakemake.output.combinations)
     log.info(
         "%d runs (%d diverged) in %d combinations; target accuracy %g, confidence %g",
-        len(summary), (summary["status"] == "diverged").sum(), len(combinations),
-        snakemake.params.target_accuracy, snakemake.params.confidence,
+        len(summary),
+        (summary["status"] == "diverged").sum(),
+        len(combinations),
+        snakemake.params.target_accuracy,
+        snakemake.params.confidence,
     )
 except Exception:
     log.exception("aggregation failed")

@@ -8,22 +8,21 @@ loss as the mean of the batch losses, validation after every epoch, the test set
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-import diagnostics
-from atomic import atomic_path
-from fmnist_data import Splits
-from model import build_model, build_optimizer, hyperparameters_in_use, weight_stats
+from fmnist_initopt import checkpoint, diagnostics
+from fmnist_initopt.data import Splits
+from fmnist_initopt.model import build_model, weight_stats
+from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
+from fmnist_initopt.study import RunSpec
 
 METRICS_SCHEMA_VERSION = 1
 # Measured on the 2-core CPU (CPU s per 10,000 images, best of 3): 2,000 -> 2.85, 500 -> 1.78,
@@ -37,43 +36,6 @@ DIVERGENCE_CHECK_EVERY = 25
 MEMORY_FORMAT = torch.channels_last
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that defines a run's result; nothing about where or how fast it runs."""
-
-    init: str
-    init_function: str
-    init_kwargs: dict[str, Any]
-    optimizer: str
-    optimizer_class: str
-    optimizer_kwargs: dict[str, Any]
-    seed: int
-    epochs: int
-    batch_size: int
-    split: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.init}_{self.optimizer}_seed{self.seed}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "init": self.init,
-            "init_function": self.init_function,
-            "init_kwargs": self.init_kwargs,
-            "optimizer": self.optimizer,
-            "optimizer_class": self.optimizer_class,
-            "optimizer_kwargs": self.optimizer_kwargs,
-            "seed": self.seed,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "split": self.split,
-        }
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -135,30 +97,6 @@ def train_epoch(
     return step_losses.to(torch.float64).mean().item(), None
 
 
-def _save_checkpoint(path: Path, spec: RunSpec, model, optimizer, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(
-            {
-                "fingerprint": spec.fingerprint(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                **state,
-            },
-            tmp,
-        )
-
-
-def _load_checkpoint(path: Path | None, spec: RunSpec, device: torch.device) -> dict[str, Any] | None:
-    if path is None or not path.is_file():
-        return None
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    if checkpoint.get("fingerprint") != spec.fingerprint():
-        log.warning("ignoring checkpoint %s: it belongs to other settings", path)
-        return None
-    return checkpoint
-
-
 def model_and_optimizer(spec: RunSpec, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """The run's freshly initialised model, laid out for speed on `device`, and its optimizer."""
     model = build_model(spec.init_function, spec.init_kwargs, spec.seed).to(device, memory_format=MEMORY_FORMAT)
@@ -183,14 +121,14 @@ def train_run(
     grad_norms = diagnostics.GradNormTracker(optimizer)
 
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_accuracy": [], "epoch_seconds": []}
-    checkpoint = _load_checkpoint(checkpoint_path, spec, device)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["torch_rng"].cpu())
-        history = checkpoint["history"]
-        init_stats = checkpoint["init_stats"]
-        signal = checkpoint["diagnostics"]
+    saved = checkpoint.load(checkpoint_path, spec, device)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"].cpu())
+        history = saved["history"]
+        init_stats = saved["init_stats"]
+        signal = saved["diagnostics"]
         log.info("%s: resuming after epoch %d from %s", spec.run_id, len(history["epoch"]), checkpoint_path)
 
     divergence = None
@@ -203,7 +141,10 @@ def train_run(
             divergence.epoch = epoch
             log.error(
                 "%s: loss became %s at epoch %d, step %d; stopping this run",
-                spec.run_id, divergence.loss, epoch, divergence.step,
+                spec.run_id,
+                divergence.loss,
+                epoch,
+                divergence.step,
             )
             break
         val_loss, val_accuracy = evaluate(model, val_x, val_y)
@@ -213,10 +154,22 @@ def train_run(
             history[key].append(value)
         log.info(
             "%s: epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %.4f (%.1f s)",
-            spec.run_id, epoch, spec.epochs, train_loss, val_loss, val_accuracy, seconds,
+            spec.run_id,
+            epoch,
+            spec.epochs,
+            train_loss,
+            val_loss,
+            val_accuracy,
+            seconds,
         )
         if checkpoint_path is not None:
-            _save_checkpoint(checkpoint_path, spec, model, optimizer, {"history": history, "init_stats": init_stats, "diagnostics": signal})
+            checkpoint.save(
+                checkpoint_path,
+                spec,
+                model,
+                optimizer,
+                {"history": history, "init_stats": init_stats, "diagnostics": signal},
+            )
 
     grad_norms.close()
     if divergence is None:

@@ -89,7 +89,11 @@ def first_epoch_comparison(
         history = metrics["history"]
         if history["val_accuracy"]:
             rows.append(
-                {"init": metrics["run"]["init"], "optimizer": metrics["run"]["optimizer"], "val_accuracy": history["val_accuracy"][0]}
+                {
+                    "init": metrics["run"]["init"],
+                    "optimizer": metrics["run"]["optimizer"],
+                    "val_accuracy": history["val_accuracy"][0],
+                }
             )
     table = pd.DataFrame(rows, columns=["init", "optimizer", "val_accuracy"])
     learning_rates = {(m["run"]["optimizer"], float(m["spec"]["optimizer_kwargs"]["lr"])) for m in metrics_list}
@@ -151,6 +155,7 @@ def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str
         + ("; mean over seeds (min–max in brackets)." if several_seeds else " (one seed)."),
         "",
     ]
+
     def spread(mean, low, high):
         return f"{_number(mean)} [{_number(low)}–{_number(high)}]" if several_seeds else _number(mean)
 
@@ -160,11 +165,15 @@ def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str
             "layer": summary["layer"],
             "activation std": [
                 spread(m, lo, hi)
-                for m, lo, hi in zip(summary["activation_std"], summary["activation_std_min"], summary["activation_std_max"])
+                for m, lo, hi in zip(
+                    summary["activation_std"], summary["activation_std_min"], summary["activation_std_max"]
+                )
             ],
             "weight-gradient norm": [
                 spread(m, lo, hi)
-                for m, lo, hi in zip(summary["weight_grad_norm"], summary["weight_grad_norm_min"], summary["weight_grad_norm_max"])
+                for m, lo, hi in zip(
+                    summary["weight_grad_norm"], summary["weight_grad_norm_min"], summary["weight_grad_norm_max"]
+                )
             ],
         }
     )
@@ -202,11 +211,15 @@ def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str
     )
     lines += [shown.to_markdown(index=False), ""]
     lower = comparison.loc[comparison["difference"] < 0, "optimizer"].tolist()
-    summary_line = f"{weak}'s mean epoch-1 validation accuracy was lower with {len(lower)} of {len(comparison)} optimizers"
+    summary_line = (
+        f"{weak}'s mean epoch-1 validation accuracy was lower with {len(lower)} of {len(comparison)} optimizers"
+    )
     summary_line += f" ({', '.join(lower)})." if lower else "."
     tested = comparison[comparison["p_value"].notna()]
     if tested.empty:
-        summary_line += " With one seed per combination the seed noise is unknown, so none of these differences is tested."
+        summary_line += (
+            " With one seed per combination the seed noise is unknown, so none of these differences is tested."
+        )
     else:
         slower = tested.loc[tested["verdict"] == "slower", "optimizer"].tolist()
         summary_line += (

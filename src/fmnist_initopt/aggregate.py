@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from atomic import atomic_path
+from fmnist_initopt.atomic import atomic_path
 
 # Per-run metrics summarised per combination, and whether larger values are better.
 METRICS = {
@@ -157,7 +158,10 @@ def welch(a: np.ndarray, b: np.ndarray, confidence: float) -> dict[str, float]:
 
 
 def distinguishable(
-    a: np.ndarray, b: np.ndarray, interval_a: tuple[float, float], interval_b: tuple[float, float],
+    a: np.ndarray,
+    b: np.ndarray,
+    interval_a: tuple[float, float],
+    interval_b: tuple[float, float],
     confidence: float,
 ) -> bool | None:
     """True only when both the per-combination intervals are disjoint and Welch's p < 1 - confidence.

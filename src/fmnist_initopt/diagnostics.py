@@ -136,7 +136,11 @@ def new_record(model: nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> di
 
 
 def record_epoch(
-    record: dict[str, Any], epoch: int, model: nn.Module, probe: tuple[torch.Tensor, torch.Tensor], tracker: GradNormTracker
+    record: dict[str, Any],
+    epoch: int,
+    model: nn.Module,
+    probe: tuple[torch.Tensor, torch.Tensor],
+    tracker: GradNormTracker,
 ) -> None:
     """Append the end-of-epoch snapshot and the epoch's gradient-norm summary to `record`."""
     snapshot = signal_snapshot(model, *probe)

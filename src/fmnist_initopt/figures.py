@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import matplotlib
 
@@ -21,8 +22,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from aggregate import combination_label, confidence_interval  # noqa: E402
-from atomic import atomic_path  # noqa: E402
+from fmnist_initopt.aggregate import combination_label, confidence_interval  # noqa: E402
+from fmnist_initopt.atomic import atomic_path  # noqa: E402
 
 OPTIMIZER_COLOURS = list(plt.get_cmap("tab10").colors)
 INIT_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
@@ -84,7 +85,12 @@ class Styles:
         return {"color": self.colour[optimizer], "linestyle": self.init[init]["linestyle"], "linewidth": 2}
 
     def bar(self, init: str, optimizer: str) -> dict[str, Any]:
-        return {"color": self.colour[optimizer], "hatch": self.init[init]["hatch"], "edgecolor": "black", "linewidth": 0.8}
+        return {
+            "color": self.colour[optimizer],
+            "hatch": self.init[init]["hatch"],
+            "edgecolor": "black",
+            "linewidth": 0.8,
+        }
 
     def legend_handles(self, kind: str) -> list:
         """Optimizers as colour patches, inits as line styles (kind='line') or hatches (kind='bar')."""
@@ -109,7 +115,8 @@ def save(figure: plt.Figure, path: str | Path) -> None:
 
 def _completed_histories(all_metrics: list[dict], init: str, optimizer: str) -> list[dict]:
     return [
-        m["history"] for m in all_metrics
+        m["history"]
+        for m in all_metrics
         if m["run"]["init"] == init and m["run"]["optimizer"] == optimizer and m["status"] == "completed"
     ]
 
@@ -149,8 +156,7 @@ def learning_curves(
         axis.grid(True, alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
     band = (
-        f"shaded: {confidence:.0%} CI of the mean" if max(seeds, default=1) > 1
-        else "one seed per combination: no band"
+        f"shaded: {confidence:.0%} CI of the mean" if max(seeds, default=1) > 1 else "one seed per combination: no band"
     )
     figure.suptitle(f"Learning curves, mean over seeds ({band})")
     figure.tight_layout()
@@ -169,8 +175,9 @@ def _bar_axis(axis, combinations: pd.DataFrame, metric: str, styles: Styles, sum
         low, high = getattr(row, f"{metric}_ci_low"), getattr(row, f"{metric}_ci_high")
         errors = None if math.isnan(low) else [[mean - low], [high - mean]]
         axis.bar(position, mean, width=0.7, yerr=errors, capsize=5, **styles.bar(row.init, row.optimizer))
-        seeds = summary[(summary["init"] == row.init) & (summary["optimizer"] == row.optimizer)
-                        & (summary["status"] == "completed")][metric].dropna()
+        seeds = summary[
+            (summary["init"] == row.init) & (summary["optimizer"] == row.optimizer) & (summary["status"] == "completed")
+        ][metric].dropna()
         axis.plot(np.full(len(seeds), position), seeds, "o", color="black", markersize=3, zorder=3)
     axis.set_xticks(positions, combinations["combination"], rotation=30, ha="right")
     axis.set_xlim(-0.6, len(combinations) - 0.4)  # every combination keeps its slot, with or without a bar
@@ -180,8 +187,17 @@ def _bar_axis(axis, combinations: pd.DataFrame, metric: str, styles: Styles, sum
 def _label_missing(axis, combinations: pd.DataFrame, metric: str, text: str) -> None:
     for position, row in enumerate(combinations.itertuples(index=False)):
         if math.isnan(getattr(row, f"{metric}_mean")):
-            axis.text(position, 0.02, text, transform=axis.get_xaxis_transform(), ha="center", va="bottom",
-                      rotation=90, fontsize=9, color="firebrick")
+            axis.text(
+                position,
+                0.02,
+                text,
+                transform=axis.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                rotation=90,
+                fontsize=9,
+                color="firebrick",
+            )
 
 
 def _data_limits(combinations: pd.DataFrame, summary: pd.DataFrame, metric: str) -> tuple[float, float] | None:
@@ -195,9 +211,7 @@ def _data_limits(combinations: pd.DataFrame, summary: pd.DataFrame, metric: str)
     return low - pad, high + pad
 
 
-def accuracy_and_time(
-    summary: pd.DataFrame, combinations: pd.DataFrame, confidence: float, path: str | Path
-) -> None:
+def accuracy_and_time(summary: pd.DataFrame, combinations: pd.DataFrame, confidence: float, path: str | Path) -> None:
     """The brief's bar chart: final test accuracy (CI error bars) and training time per combination."""
     styles = styles_for(combinations)
     figure, (accuracy_axis, time_axis) = plt.subplots(1, 2, figsize=(13, 5.5))
@@ -205,8 +219,9 @@ def accuracy_and_time(
     limits = _data_limits(combinations, summary, "test_accuracy")
     if limits:
         accuracy_axis.set_ylim(max(limits[0], 0), min(limits[1], 1))
-    accuracy_axis.set(ylabel="test accuracy (fraction correct)",
-                      title="Final test accuracy (y-axis zoomed to the data)")
+    accuracy_axis.set(
+        ylabel="test accuracy (fraction correct)", title="Final test accuracy (y-axis zoomed to the data)"
+    )
     _bar_axis(time_axis, combinations, "training_seconds", styles, summary)
     time_axis.set(ylabel="training time (s, training + validation)", title="Training time")
     for axis, metric in ((accuracy_axis, "test_accuracy"), (time_axis, "training_seconds")):
@@ -233,18 +248,37 @@ def epochs_to_target(
     seconds_axis.set(ylabel="seconds to target (cumulative epoch wall time, s)", title="Time to target")
     for axis, metric in ((epoch_axis, "epochs_to_target"), (seconds_axis, "seconds_to_target")):
         if combinations[f"{metric}_mean"].isna().all():
-            axis.text(0.5, 0.5, f"no run reached validation accuracy {target_accuracy:g}", transform=axis.transAxes,
-                      ha="center", va="center", fontsize=11, color="firebrick")
+            axis.text(
+                0.5,
+                0.5,
+                f"no run reached validation accuracy {target_accuracy:g}",
+                transform=axis.transAxes,
+                ha="center",
+                va="center",
+                fontsize=11,
+                color="firebrick",
+            )
         else:
             _label_missing(axis, combinations, metric, "never reached")
         for position, row in enumerate(combinations.itertuples(index=False)):
-            axis.text(position, 1.01, f"{row.n_reached_target}/{row.n_seeds}", transform=axis.get_xaxis_transform(),
-                      ha="center", va="bottom", fontsize=9)
+            axis.text(
+                position,
+                1.01,
+                f"{row.n_reached_target}/{row.n_seeds}",
+                transform=axis.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
         axis.set_title(axis.get_title(), pad=18)
     multi_seed = combinations["n_completed"].max() > 1
-    whiskers = f"error bars: {confidence:.0%} CI over seeds that reached it" if multi_seed else "one seed: no error bars"
-    figure.suptitle(f"Convergence to validation accuracy {target_accuracy:g}\n(numbers above the bars: seeds that "
-                    f"reached it; {whiskers})")
+    whiskers = (
+        f"error bars: {confidence:.0%} CI over seeds that reached it" if multi_seed else "one seed: no error bars"
+    )
+    figure.suptitle(
+        f"Convergence to validation accuracy {target_accuracy:g}\n(numbers above the bars: seeds that "
+        f"reached it; {whiskers})"
+    )
     figure.tight_layout()
     outside_legend(figure, styles.legend_handles("bar"))
     save(figure, path)
@@ -264,10 +298,19 @@ def init_weights(all_metrics: list[dict], path: str | Path) -> None:
             edges = np.asarray(stat["histogram"]["edges"])
             counts = np.asarray(stat["histogram"]["counts"], dtype=float)
             density = counts / (counts.sum() * np.diff(edges))
-            axis.stairs(density, edges, linestyle=styles[init]["linestyle"], linewidth=2, color="black",
-                        label=f"{init}: std {stat['std']:.3g}")
-        axis.set(title=f"{layer} {tuple(stat['shape'])}, fan-in {stat['fan_in']}", xlabel="weight value",
-                 ylabel="probability density")
+            axis.stairs(
+                density,
+                edges,
+                linestyle=styles[init]["linestyle"],
+                linewidth=2,
+                color="black",
+                label=f"{init}: std {stat['std']:.3g}",
+            )
+        axis.set(
+            title=f"{layer} {tuple(stat['shape'])}, fan-in {stat['fan_in']}",
+            xlabel="weight value",
+            ylabel="probability density",
+        )
         axis.legend(fontsize=8)
         axis.grid(True, alpha=0.3)
     seeds = ", ".join(f"{init} seed {m['run']['seed']}" for init, m in first_run.items())

@@ -1,24 +1,17 @@
-"""The study as the config describes it: which runs exist and what defines each one.
+"""The one config validation: the JSON schema first, then every cross-check the schema cannot
+express (names against the config and PyTorch, sizes against FashionMNIST, the sweep), each failure
+one ConfigError line naming the key, the bad value and what is allowed.
 
-Imported by the workflow at start-up (to check the config and to hand each training job
-exactly its own settings) and by the scripts; it holds no Snakemake objects.
+PyTorch is imported only when a check needs it, so the workflow's start-up stays light.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+from functools import partial
 from typing import Any
 
-from model import (
-    apply_init,
-    build_optimizer,
-    init_function_names,
-    init_kwargs_allowed,
-    optimizer_class_names,
-    optimizer_kwargs_allowed,
-)
-from training import RunSpec
+from fmnist_initopt.study import canonical_json
 
 
 class ConfigError(ValueError):
@@ -31,6 +24,9 @@ def _allowed(values) -> str:
 
 def check_config(config: dict[str, Any]) -> None:
     """Cross-checks the JSON schema cannot express: names that must exist in the config or in PyTorch."""
+    from fmnist_initopt.model import init_function_names, init_kwargs_allowed
+    from fmnist_initopt.optimizers import optimizer_class_names, optimizer_kwargs_allowed
+
     grid = config["grid"]
     for kind in ("inits", "optimizers"):
         for name in grid[kind]:
@@ -48,7 +44,7 @@ def check_config(config: dict[str, Any]) -> None:
             )
         kwargs = init.get("kwargs", {})
         _check_kwargs(f"inits.{name}.kwargs", kwargs, init_kwargs_allowed(function), f"torch.nn.init.{function}")
-        _try_building(f"inits.{name}.kwargs", kwargs, f"torch.nn.init.{function}", lambda: _dry_init(function, kwargs))
+        _try_building(f"inits.{name}.kwargs", kwargs, f"torch.nn.init.{function}", partial(_dry_init, function, kwargs))
     valid_classes = optimizer_class_names()
     for name, optimizer in config["optimizers"].items():
         class_name = optimizer["class"]
@@ -57,11 +53,17 @@ def check_config(config: dict[str, Any]) -> None:
                 f"optimizers.{name}.class is '{class_name}', not a torch.optim optimizer. Allowed: {_allowed(valid_classes)}"
             )
         kwargs = optimizer["kwargs"]
-        _check_kwargs(f"optimizers.{name}.kwargs", kwargs, optimizer_kwargs_allowed(class_name), f"torch.optim.{class_name}")
+        _check_kwargs(
+            f"optimizers.{name}.kwargs", kwargs, optimizer_kwargs_allowed(class_name), f"torch.optim.{class_name}"
+        )
         _try_building(
-            f"optimizers.{name}.kwargs", kwargs, f"torch.optim.{class_name}", lambda: _dry_optimizer(class_name, kwargs)
+            f"optimizers.{name}.kwargs",
+            kwargs,
+            f"torch.optim.{class_name}",
+            partial(_dry_optimizer, class_name, kwargs),
         )
     _check_sizes(config)
+    _check_sweep(config)
 
 
 def _check_kwargs(key: str, kwargs: dict[str, Any], allowed: list[str], owner: str) -> None:
@@ -76,11 +78,15 @@ def _check_kwargs(key: str, kwargs: dict[str, Any], allowed: list[str], owner: s
 def _dry_init(function: str, kwargs: dict[str, Any]) -> None:
     import torch
 
+    from fmnist_initopt.model import apply_init
+
     apply_init(torch.nn.Linear(2, 2), function, kwargs, torch.Generator().manual_seed(0))
 
 
 def _dry_optimizer(class_name: str, kwargs: dict[str, Any]) -> None:
     import torch
+
+    from fmnist_initopt.optimizers import build_optimizer
 
     build_optimizer(torch.nn.Linear(2, 2), class_name, kwargs)
 
@@ -98,75 +104,37 @@ FASHION_MNIST_TRAIN_IMAGES = 60_000
 
 def _check_sizes(config: dict[str, Any]) -> None:
     validation, training = config["validation"], config["training"]
-    held_out = validation["size"] if validation["source"] == "holdout" else 0
-    if held_out >= FASHION_MNIST_TRAIN_IMAGES:
-        raise ConfigError(
-            f"validation.size is {held_out}, which leaves no training images out of "
-            f"{FASHION_MNIST_TRAIN_IMAGES}. Allowed: 1 to {FASHION_MNIST_TRAIN_IMAGES - 1}"
-        )
-    available = training["train_size"] or (FASHION_MNIST_TRAIN_IMAGES - held_out)
-    if training["train_size"] is not None and training["train_size"] > FASHION_MNIST_TRAIN_IMAGES - held_out:
-        raise ConfigError(
-            f"training.train_size is {training['train_size']} but only {FASHION_MNIST_TRAIN_IMAGES - held_out} "
-            "training images remain after the validation hold-out. Lower training.train_size or validation.size."
-        )
-    if training["batch_size"] > available:
-        raise ConfigError(
-            f"training.batch_size is {training['batch_size']}, larger than the {available} training images. "
-            f"Allowed: 1 to {available}"
-        )
-
-
-def _numbers_as_floats(value: Any) -> Any:
-    """Keyword arguments with every number as a float, so `lr: 1` and `lr: 1.0` are one setting."""
-    if isinstance(value, dict):
-        return {key: _numbers_as_floats(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_numbers_as_floats(item) for item in value]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int) -> RunSpec:
-    init_def, optimizer_def = config["inits"][init], config["optimizers"][optimizer]
-    training, validation = config["training"], config["validation"]
-    return RunSpec(
-        init=init,
-        init_function=init_def["function"],
-        init_kwargs=_numbers_as_floats(init_def.get("kwargs", {})),
-        optimizer=optimizer,
-        optimizer_class=optimizer_def["class"],
-        optimizer_kwargs=_numbers_as_floats(optimizer_def["kwargs"]),
-        seed=int(seed),
-        epochs=int(training["epochs"]),
-        batch_size=int(training["batch_size"]),
-        split={
-            "val_source": validation["source"],
-            # the hold-out size means nothing when the test set validates
-            "val_size": int(validation["size"]) if validation["source"] == "holdout" else None,
-            "split_seed": int(validation["split_seed"]),
-            "train_size": _int_or_none(training["train_size"]),
-        },
+    check_split_sizes(
+        FASHION_MNIST_TRAIN_IMAGES,
+        validation["source"],
+        validation["size"],
+        training["train_size"],
+        training["batch_size"],
     )
 
 
-def canonical_json(value: Any) -> str:
-    """One spelling per value: sorted keys, numbers as Python reads them (0.001 == 1.0e-3)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def run_spec_from_json(text: str) -> RunSpec:
-    return RunSpec(**json.loads(text))
-
-
-def grid_runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
-    grid = config["grid"]
-    return list(itertools.product(grid["inits"], grid["optimizers"], grid["seeds"]))
+def check_split_sizes(
+    n_images: int, val_source: str, val_size: int, train_size: int | None, batch_size: int | None = None
+) -> None:
+    """The split's sizes against the images there are: at start-up against FashionMNIST's, and again
+    by the data loader against the file it read (which a test or a user may have made smaller)."""
+    held_out = val_size if val_source == "holdout" else 0
+    if held_out >= n_images:
+        raise ConfigError(
+            f"validation.size is {held_out}, which leaves no training images out of {n_images}. "
+            f"Allowed: 1 to {n_images - 1}"
+        )
+    remaining = n_images - held_out
+    if train_size is not None and train_size > remaining:
+        raise ConfigError(
+            f"training.train_size is {train_size} but only {remaining} training images remain after the "
+            "validation hold-out. Lower training.train_size or validation.size."
+        )
+    available = train_size or remaining
+    if batch_size is not None and batch_size > available:
+        raise ConfigError(
+            f"training.batch_size is {batch_size}, larger than the {available} training images. Allowed: 1 to {available}"
+        )
 
 
 def validated_config(config: dict[str, Any], schema_path) -> dict[str, Any]:
@@ -209,8 +177,15 @@ def _types(rule: dict[str, Any]) -> list[str]:
 
 def _kind(rule: dict[str, Any]) -> str:
     types = _types(rule)
-    article = {"integer": "an integer", "number": "a number", "string": "a string", "array": "a list",
-               "object": "a mapping", "boolean": "true or false", "null": "null"}
+    article = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "array": "a list",
+        "object": "a mapping",
+        "boolean": "true or false",
+        "null": "null",
+    }
     return " or ".join(article.get(t, t) for t in types)
 
 
@@ -268,3 +243,12 @@ def describe_schema_error(config: dict[str, Any], schema_path) -> str:
     if isinstance(value, str) and {"number", "integer"} & set(_types(rule)):
         hint = ". YAML read this as text: write numbers without quotes, floats with a dot (1.0e-3, not 1e-3)"
     return f"{key} is {shown}; allowed: {allowed or error.message}{hint}"
+
+
+def _check_sweep(config: dict[str, Any]) -> None:
+    for optimizer in config["lr_sweep"]["learning_rates"]:
+        if optimizer not in config["optimizers"]:
+            raise ConfigError(
+                f"lr_sweep.learning_rates names '{optimizer}', which is not defined under 'optimizers'. "
+                f"Defined: {', '.join(sorted(config['optimizers']))}. Fix: define it or remove it from the sweep."
+            )

@@ -24,7 +24,8 @@ import torch
 from torchvision.datasets import FashionMNIST
 from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
-from atomic import atomic_path
+from fmnist_initopt.atomic import atomic_path
+from fmnist_initopt.config import check_split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -210,29 +211,18 @@ def split_indices(
     n_images: int, val_source: str, val_size: int, split_seed: int, train_size: int | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Which images of the training file train and which validate (None: the test set validates)."""
+    check_split_sizes(n_images, val_source, val_size, train_size)
     order = torch.randperm(n_images, generator=torch.Generator().manual_seed(split_seed))
     if val_source == "holdout":
-        if val_size >= n_images:
-            raise ValueError(
-                f"validation.size is {val_size} but the training set has only {n_images} images; "
-                "set validation.size below that"
-            )
         val_idx, train_idx = order[:val_size], order[val_size:]
     else:
         val_idx, train_idx = None, order
     if train_size is not None:
-        if train_size > len(train_idx):
-            raise ValueError(
-                f"training.train_size is {train_size} but only {len(train_idx)} training images remain "
-                "after the validation hold-out; lower training.train_size or validation.size"
-            )
         train_idx = train_idx[:train_size]
     return train_idx, val_idx
 
 
-def load_splits(
-    root: str | Path, val_source: str, val_size: int, split_seed: int, train_size: int | None
-) -> Splits:
+def load_splits(root: str | Path, val_source: str, val_size: int, split_seed: int, train_size: int | None) -> Splits:
     """Train/validation/test tensors as the config describes; the split is the same for every run."""
     train = FashionMNIST(str(root), train=True, download=False)
     test = FashionMNIST(str(root), train=False, download=False)

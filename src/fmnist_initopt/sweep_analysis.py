@@ -138,11 +138,15 @@ def sweep_section(metrics_list: list[dict[str, Any]], default_lrs: dict[str, flo
         {
             "combination": ranked["combination"],
             "default lr": ranked["default_lr"].map(lambda v: f"{v:g}"),
-            "test acc. at default lr": [_with_spread(m, s) for m, s in zip(ranked["default_test_mean"], ranked["default_test_std"])],
+            "test acc. at default lr": [
+                _with_spread(m, s) for m, s in zip(ranked["default_test_mean"], ranked["default_test_std"])
+            ],
             "rank at default": ranked["default_rank"],
             "best lr (by validation)": ranked["best_lr"].map(lambda v: "all diverged" if pd.isna(v) else f"{v:g}"),
             "val. acc. at best lr": ranked["best_val_mean"].map(_percent),
-            "test acc. at best lr": [_with_spread(m, s) for m, s in zip(ranked["best_test_mean"], ranked["best_test_std"])],
+            "test acc. at best lr": [
+                _with_spread(m, s) for m, s in zip(ranked["best_test_mean"], ranked["best_test_std"])
+            ],
             "rank at best lr": ranked["best_rank"],
         }
     )
@@ -166,8 +170,17 @@ def sweep_section(metrics_list: list[dict[str, Any]], default_lrs: dict[str, flo
         )
     else:
         gaps = ranked["best_test_mean"].diff().abs().iloc[1:].to_numpy()
-        noise = pd.concat([ranked["best_test_std"].iloc[:-1].reset_index(drop=True),
-                           ranked["best_test_std"].iloc[1:].reset_index(drop=True)], axis=1).max(axis=1).to_numpy()
+        noise = (
+            pd.concat(
+                [
+                    ranked["best_test_std"].iloc[:-1].reset_index(drop=True),
+                    ranked["best_test_std"].iloc[1:].reset_index(drop=True),
+                ],
+                axis=1,
+            )
+            .max(axis=1)
+            .to_numpy()
+        )
         within = int((gaps < noise).sum())
         lines.append(
             f"{within} of {len(gaps)} neighbouring places in the best-lr ranking are separated by less than the "

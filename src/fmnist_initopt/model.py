@@ -1,4 +1,4 @@
-"""The brief's CNN, the configurable weight initialisations and optimizers."""
+"""The brief's CNN and the configurable weight initialisations."""
 
 from __future__ import annotations
 
@@ -47,14 +47,6 @@ def init_function_names() -> list[str]:
     return sorted(names) + [DEFAULT_INIT]
 
 
-def optimizer_class_names() -> list[str]:
-    return sorted(
-        name
-        for name, value in vars(torch.optim).items()
-        if inspect.isclass(value) and issubclass(value, torch.optim.Optimizer) and value is not torch.optim.Optimizer
-    )
-
-
 def accepted_kwargs(callable_: Any, skip: tuple[str, ...]) -> list[str]:
     return [name for name in inspect.signature(callable_).parameters if name not in skip]
 
@@ -63,10 +55,6 @@ def init_kwargs_allowed(function: str) -> list[str]:
     if function == DEFAULT_INIT:
         return []
     return accepted_kwargs(getattr(nn.init, function), skip=("tensor", "generator"))
-
-
-def optimizer_kwargs_allowed(class_name: str) -> list[str]:
-    return accepted_kwargs(getattr(torch.optim, class_name), skip=("params", "self"))
 
 
 def apply_init(model: nn.Module, function: str, kwargs: dict[str, Any], generator: torch.Generator) -> nn.Module:
@@ -87,33 +75,6 @@ def build_model(init_function: str, init_kwargs: dict[str, Any], seed: int) -> C
     torch.manual_seed(seed)  # PyTorch's own layer init draws from the global generator
     model = CNN()
     return apply_init(model, init_function, init_kwargs, torch.Generator().manual_seed(seed))
-
-
-def build_optimizer(model: nn.Module, class_name: str, kwargs: dict[str, Any]) -> torch.optim.Optimizer:
-    """torch.optim.<class_name>(**kwargs), using the class's fused implementation when it has one
-    and the config does not choose an implementation itself: the same update in one kernel per step
-    instead of several per parameter (measured faster; tests/test_fast_path.py checks it agrees)."""
-    prepared = {key: tuple(value) if isinstance(value, list) else value for key, value in kwargs.items()}
-    optimizer_class = getattr(torch.optim, class_name)
-    if "fused" in inspect.signature(optimizer_class).parameters and not {"fused", "foreach"} & prepared.keys():
-        prepared["fused"] = True
-    return optimizer_class(model.parameters(), **prepared)
-
-
-def hyperparameters_in_use(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's settings as it holds them (not as requested), JSON-ready."""
-    group = optimizer.param_groups[0]
-    used = {}
-    for key, value in group.items():
-        if key == "params":
-            continue
-        if isinstance(value, torch.Tensor):
-            value = value.item()
-        if isinstance(value, tuple):
-            value = list(value)
-        if value is None or isinstance(value, (bool, int, float, str, list)):
-            used[key] = value
-    return used
 
 
 def weight_stats(model: nn.Module, bins: int = 60) -> list[dict[str, Any]]:

@@ -13,9 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from atomic import atomic_path  # noqa: E402
-from signal_analysis import init_signal_table, layer_summary  # noqa: E402
-from sweep_analysis import best_learning_rates, lr_summary, sweep_table  # noqa: E402
+from fmnist_initopt.atomic import atomic_path  # noqa: E402
+from fmnist_initopt.signal_analysis import init_signal_table, layer_summary  # noqa: E402
+from fmnist_initopt.sweep_analysis import best_learning_rates, lr_summary, sweep_table  # noqa: E402
 
 
 def _save(figure, path: str | Path) -> None:
@@ -29,7 +29,10 @@ def signal_at_init_figure(metrics_list: list[dict[str, Any]], path: str | Path) 
     the seeds' min-max as error bars."""
     summary = layer_summary(init_signal_table(metrics_list))
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = (("activation_std", "activation std (pre-ReLU; fc2: logits)"), ("weight_grad_norm", "weight-gradient norm"))
+    panels = (
+        ("activation_std", "activation std (pre-ReLU; fc2: logits)"),
+        ("weight_grad_norm", "weight-gradient norm"),
+    )
     for axis, (column, label) in zip(axes, panels):
         for init, group in summary.groupby("init"):
             errors = [group[column] - group[f"{column}_min"], group[f"{column}_max"] - group[column]]
@@ -51,12 +54,24 @@ def grad_norm_over_epochs_figure(metrics_list: list[dict[str, Any]], path: str |
         found = metrics["diagnostics"]
         for layer in found["layers"]:
             for epoch, value in zip(found["snapshot_epochs"], found["weight_grad_norm"][layer]):
-                rows.append({"init": metrics["run"]["init"], "optimizer": metrics["run"]["optimizer"],
-                             "layer": layer, "epoch": epoch, "norm": value})
+                rows.append(
+                    {
+                        "init": metrics["run"]["init"],
+                        "optimizer": metrics["run"]["optimizer"],
+                        "layer": layer,
+                        "epoch": epoch,
+                        "norm": value,
+                    }
+                )
     table = pd.DataFrame(rows).astype({"norm": float})
     inits, optimizers = list(dict.fromkeys(table["init"])), list(dict.fromkeys(table["optimizer"]))
     figure, axes = plt.subplots(
-        len(inits), len(optimizers), figsize=(3.6 * len(optimizers), 3 * len(inits)), sharex=True, sharey=True, squeeze=False
+        len(inits),
+        len(optimizers),
+        figsize=(3.6 * len(optimizers), 3 * len(inits)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
     layers = list(dict.fromkeys(table["layer"]))
     for row, init in enumerate(inits):

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from aggregate import METRICS, combination_label, distinguishable, values_of, welch
+from fmnist_initopt.aggregate import METRICS, combination_label, distinguishable, values_of, welch
 
 LABELS = {
     "test_accuracy": "final test accuracy",
@@ -30,20 +30,6 @@ LABELS = {
 DECIMALS = {"accuracy": 4, "epochs": 2, "seconds": 1}
 SUMMARY_METRICS = ["test_accuracy", "final_val_accuracy", "epochs_to_target", "seconds_to_target", "training_seconds"]
 SUGGESTED_LR_FACTOR = 10
-# Rule input name -> caption, in the order they appear in the document.
-FIGURE_CAPTIONS = {
-    "learning_curves": "Training loss and validation accuracy per epoch",
-    "accuracy_and_time": "Final test accuracy and training time per combination",
-    "epochs_to_target": "Epochs and seconds to the target validation accuracy",
-    "init_weights": "Per-layer weight distributions right after initialisation",
-}
-# Figures drawn by the diagnostics rules (diagnostics.smk), by file stem.
-DIAGNOSTIC_FIGURE_CAPTIONS = {
-    "signal_at_init": "Activation std and weight-gradient norm by layer at initialisation",
-    "signal_grad_norms": "Weight-gradient norm by layer over the epochs",
-    "lr_sweep": "Final validation accuracy against the learning rate",
-}
-TABLE_CAPTIONS = {"summary": "one row per run (summary.csv)", "combinations": "one row per combination (combinations.csv)"}
 
 
 def number(metric: str, value: float) -> str:
@@ -127,8 +113,10 @@ def best_sentence(summary: pd.DataFrame, combinations: pd.DataFrame, metric: str
         return f"**{LABELS[metric].capitalize()}:** no combination has a value ({reason})."
     best = order.iloc[0]
     heading = f"**{LABELS[metric].capitalize()}** ({direction} is best)"
-    tied = order[(order[f"{metric}_mean"] == best[f"{metric}_mean"])
-                 & (order["n_reached_target"] / order["n_seeds"] == best["n_reached_target"] / best["n_seeds"])]
+    tied = order[
+        (order[f"{metric}_mean"] == best[f"{metric}_mean"])
+        & (order["n_reached_target"] / order["n_seeds"] == best["n_reached_target"] / best["n_seeds"])
+    ]
     if len(tied) > 1:
         names = ", ".join(f"**{name}**" for name in tied["combination"])
         return f"{heading}: {len(tied)} combinations tie at {estimate(best, metric)}: {names}; *not distinguishable*."
@@ -145,8 +133,9 @@ def best_sentence(summary: pd.DataFrame, combinations: pd.DataFrame, metric: str
             "no uncertainty can be estimated."
         )
     detail = (
-        f"Difference {difference}, the same in every seed" if test["exact"] else
-        f"Difference {difference} [{number(metric, test['ci_low'])}, {number(metric, test['ci_high'])}], "
+        f"Difference {difference}, the same in every seed"
+        if test["exact"]
+        else f"Difference {difference} [{number(metric, test['ci_low'])}, {number(metric, test['ci_high'])}], "
         f"Welch p = {test['p_value']:.3g}"
     )
     verdict = "a real difference at this confidence" if test["distinguishable"] else "*not distinguishable*"
@@ -181,7 +170,8 @@ def init_effects(summary: pd.DataFrame, combinations: pd.DataFrame, confidence: 
                     "metric": LABELS[metric],
                     "difference": signed(metric, test["difference"]),
                     f"{confidence:.0%} CI (Welch)": (
-                        "n/a" if math.isnan(test["ci_low"])
+                        "n/a"
+                        if math.isnan(test["ci_low"])
                         else f"[{number(metric, test['ci_low'])}, {number(metric, test['ci_high'])}]"
                     ),
                     "p": _p_text(test),
@@ -233,9 +223,7 @@ def _reach_comparison(summary: pd.DataFrame, a: str, b: str, optimizer: str, con
     return {"p": f"{p_value:.3g} (Fisher, seeds reaching)", "verdict": f"{outcome} (only {only} reached the target)"}
 
 
-def problems(
-    summary: pd.DataFrame, combinations: pd.DataFrame, target_accuracy: float, confidence: float
-) -> list[str]:
+def problems(summary: pd.DataFrame, combinations: pd.DataFrame, target_accuracy: float, confidence: float) -> list[str]:
     lines = []
     diverged = summary[summary["status"] == "diverged"]
     for run in diverged.itertuples(index=False):
@@ -266,8 +254,10 @@ def problems(
                 f"`optimizers.{optimizer}.kwargs.lr` (now {runs['lr'].iloc[0]:g})."
             )
     lines.extend(_poor_accuracy(summary, combinations, confidence))
-    return lines or ["- None: no run diverged, every completed run reached the target, and no combination is "
-                     "distinguishable from the best in final test accuracy."]
+    return lines or [
+        "- None: no run diverged, every completed run reached the target, and no combination is "
+        "distinguishable from the best in final test accuracy."
+    ]
 
 
 def _poor_accuracy(summary: pd.DataFrame, combinations: pd.DataFrame, confidence: float) -> list[str]:
@@ -312,8 +302,10 @@ def methods(all_metrics: list[dict], target_accuracy: float, confidence: float) 
     env = [m["environment"] for m in all_metrics]
     spec = [m["spec"] for m in all_metrics]
     sizes = _one_or_all(
-        [f"{d['train']:,} training, {d['validation']:,} validation ({d['validation_source']}), {d['test']:,} test images"
-         for d in data]
+        [
+            f"{d['train']:,} training, {d['validation']:,} validation ({d['validation_source']}), {d['test']:,} test images"
+            for d in data
+        ]
     )
     seeds = sorted({m["run"]["seed"] for m in all_metrics})
     epoch_seconds = [s for m in all_metrics for s in m["history"]["epoch_seconds"]]
@@ -334,7 +326,8 @@ def methods(all_metrics: list[dict], target_accuracy: float, confidence: float) 
         + (
             f"One epoch (the same images in every run) took between {min(epoch_seconds):.1f} and "
             f"{max(epoch_seconds):.1f} s across runs; wall times depend on the machine and on its load at the time."
-            if epoch_seconds else ""
+            if epoch_seconds
+            else ""
         )
     )
     return paragraph + "\n\n" + hyperparameter_table(all_metrics)
@@ -361,7 +354,8 @@ def hyperparameter_table(all_metrics: list[dict]) -> str:
 def _numeric(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """The numeric settings (lr, momentum, betas, ...); the implementation switches (foreach, fused, ...) are noise here."""
     return {
-        key: value for key, value in hyperparameters.items()
+        key: value
+        for key, value in hyperparameters.items()
         if (isinstance(value, (int, float)) and not isinstance(value, bool))
         or (isinstance(value, list) and all(isinstance(v, (int, float)) for v in value))
     }
@@ -391,8 +385,8 @@ def findings_markdown(
     spread = has_spread(combinations)
     noise_note = (
         f"Values are means over completed seeds with {confidence:.0%} confidence intervals in brackets."
-        if spread else
-        "**One seed per combination: no uncertainty can be estimated.** The values are single runs, and no difference "
+        if spread
+        else "**One seed per combination: no uncertainty can be estimated.** The values are single runs, and no difference "
         "between them can be told apart from seed-to-seed noise; rerun with several `grid.seeds` to test them."
     )
     effects = init_effects(summary, combinations, confidence)
@@ -417,7 +411,8 @@ def findings_markdown(
             f"{' and every other pair' if len(inits) > 2 else ''}) in final test accuracy (higher is better) and "
             "in epochs to target (lower is better), over completed seeds; the verdict says whether the first init of the "
             f"pair helps or hurts at {confidence:.0%} confidence (Welch's t-test) or is within seed noise."
-            if len(inits) > 1 else "Only one init was trained, so no init comparison is possible."
+            if len(inits) > 1
+            else "Only one init was trained, so no init comparison is possible."
         ),
         effects.to_markdown(index=False, disable_numparse=True) if len(effects) else "",
         "## Poor results, missed targets and divergence",

@@ -1,0 +1,1 @@
+"""fmnist-initopt: which weight initialisation and optimizer to pair, measured on FashionMNIST."""
