@@ -53,9 +53,13 @@ def fake_metrics(
     diverged_at: tuple[int, int] | None = None,
     lr: float | None = None,
     epochs: int | None = None,
+    with_diagnostics: bool = True,
+    signal_scale: float | None = None,
 ) -> dict:
     """A schema-valid metrics dict. `val_accuracy` lists the completed epochs; `diverged_at=(epoch, step)`
-    makes a run that stopped there (its completed epochs are those listed, its test result null)."""
+    makes a run that stopped there (its completed epochs are those listed, its test result null).
+    `with_diagnostics=False` leaves the diagnostics out (a run recorded before they existed: not schema-valid);
+    `signal_scale` replaces the init's activation-std and gradient-norm scale of the diagnostics."""
     init_function, init_kwargs = INIT_FUNCTIONS.get(init, ("orthogonal_", {}))
     optimizer_class, optimizer_kwargs = OPTIMIZERS.get(optimizer, ("AdamW", {"lr": 0.001}))
     optimizer_kwargs = {**optimizer_kwargs, **({"lr": lr} if lr is not None else {})}
@@ -97,7 +101,7 @@ def fake_metrics(
         "training_seconds": float(sum(epoch_seconds)),
         "divergence": {"epoch": diverged_at[0], "step": diverged_at[1], "loss": "nan"} if diverged else None,
         "init_weight_stats": _weight_stats(init, seed),
-        "diagnostics": _diagnostics(init, completed),
+        **({"diagnostics": _diagnostics(init, completed, signal_scale)} if with_diagnostics else {}),
         "environment": {
             "python": "3.11.2",
             "torch": "2.14.1",
@@ -112,10 +116,10 @@ def fake_metrics(
     }
 
 
-def _diagnostics(init: str, completed: int) -> dict:
+def _diagnostics(init: str, completed: int, scale: float | None = None) -> dict:
     """A plausible signal record: He keeps the activation std near 1, Xavier's is weaker."""
     layers = ["conv1", "conv2", "fc1", "fc2"]
-    scale = 1.3 if init == "he" else 0.2
+    scale = scale if scale is not None else 1.3 if init == "he" else 0.2
     snapshots = list(range(completed + 1))
     return {
         "probe_size": 256,

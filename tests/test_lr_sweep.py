@@ -2,9 +2,11 @@
 
 import re
 
+import matplotlib.pyplot as plt
 import pytest
+from fake_metrics import fake_metrics
 
-from fmnist_initopt import signal_analysis, sweep_analysis
+from fmnist_initopt import diagnostic_figures, signal_analysis, sweep_analysis
 from fmnist_initopt import study as lr_sweep
 
 DEFAULT_LRS = {"sgd": 0.01, "adam": 0.001}
@@ -72,6 +74,78 @@ def test_the_ranking_at_default_and_best_lrs_and_whether_it_changed(retuned_test
     assert "Caveat" in sweep_analysis.sweep_section(runs, DEFAULT_LRS, "test")
 
 
+def ladder_runs(best_lr, lrs=(0.003, 0.01, 0.03), seeds=(1,), optimizer="sgd", init="he"):
+    """One pair swept over `lrs`; validation and test accuracy peak at `best_lr`."""
+    return [
+        run(
+            init,
+            optimizer,
+            lr,
+            seed,
+            0.9 - 0.05 * abs(i - lrs.index(best_lr)),
+            0.88 - 0.05 * abs(i - lrs.index(best_lr)),
+        )
+        for i, lr in enumerate(lrs)
+        for seed in seeds
+    ]
+
+
+@pytest.mark.parametrize(
+    "best_lr,cell,suggested",
+    [
+        (0.03, "no: best at the edge (0.03, the largest swept)", "[0.01, 0.03, 0.1, 0.3]"),
+        (0.003, "no: best at the edge (0.003, the smallest swept)", "[0.0003, 0.001, 0.003, 0.01]"),
+    ],
+)
+def test_a_best_lr_at_the_edge_is_flagged_with_the_range_to_sweep_next(best_lr, cell, suggested):
+    runs = ladder_runs(best_lr)
+    best = sweep_analysis.best_learning_rates(sweep_analysis.sweep_table(runs))
+    assert best.loc[0, "best_lr"] == best_lr
+    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    assert cell in section
+    assert f"try `lr_sweep.learning_rates.sgd: {suggested}`" in section
+    assert "the best learning rate of 1 of 1 pairs is not inside its swept range" in section
+
+
+def test_a_best_lr_inside_the_range_is_bracketed():
+    section = sweep_analysis.sweep_section(ladder_runs(0.01), DEFAULT_LRS, "holdout")
+    assert "| yes " in section
+    assert "each optimum is bracketed" in section and "try `" not in section
+
+
+@pytest.mark.parametrize(
+    "swept,side,expected",
+    [
+        ((1e-4, 1e-3, 1e-2), "largest", [0.1, 1.0]),  # decades stay decades
+        ((0.01, 0.02), "largest", [0.05, 0.1]),  # doublings go 1-2-5
+        ((0.01, 0.02), "smallest", [0.002, 0.005]),
+        ((0.003,), "largest", [0.01, 0.03]),  # one lr: half-decade steps
+    ],
+)
+def test_the_next_range_continues_the_sweeps_spacing_in_round_numbers(swept, side, expected):
+    assert sweep_analysis.extend_range(swept, side) == pytest.approx(expected)
+
+
+def test_an_optimizer_whose_every_lr_diverged_is_told_to_go_lower():
+    runs = [run("he", "sgd", lr, 1, 0.0, 0.0, status="diverged") for lr in (0.1, 1.0)]
+    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    assert "no: every swept lr lost a seed to divergence" in section
+    assert "try `lr_sweep.learning_rates.sgd: [0.001, 0.01, 0.1, 1]`" in section
+    assert "2 runs, 2 diverged (he + sgd at lr 0.1: 1, he + sgd at lr 1: 1)" in section
+
+
+def test_best_against_default_is_a_paired_test_on_seed_with_holm():
+    # six seeds, test accuracy 5 pp higher at the best lr in every seed: exact p = 2 / 64
+    runs = ladder_runs(0.03, seeds=range(1, 7))
+    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    line = next(line for line in section.splitlines() if line.startswith("- he + sgd: "))
+    assert line == "- he + sgd: +5.00 pp [5.00, 5.00], p = 0.031 (Holm 0.031): different"
+    assert "significantly for 1 of 1 retuned pairs (1 better, 0 worse)" in section
+    assert "larger seed standard deviation" not in section  # the old ad-hoc rule is gone
+    one_seed = sweep_analysis.sweep_section(ladder_runs(0.03), DEFAULT_LRS, "holdout")
+    assert "- he + sgd: +5.00 pp, untestable: only one pair" in one_seed
+
+
 def test_lr_tokens_are_one_spelling_per_float_and_match_the_wildcard():
     for lr in (0.001, 3.0e-4, 1.0e-5, 1.0, 0.1 + 0.2, 1.0e16):
         token = lr_sweep.lr_token(lr)
@@ -81,9 +155,10 @@ def test_lr_tokens_are_one_spelling_per_float_and_match_the_wildcard():
 
 
 def test_the_signal_section_names_the_weaker_init_and_its_first_epoch():
+    # seven seeds: the smallest exact paired p is 2 / 2**7, small enough to survive Holm over two optimizers
     runs = [
         run(init, optimizer, 0.01, seed, 0.9, 0.9, epoch1_val=epoch1, signal=signal)
-        for seed, wobble in ((1, 0.0), (2, 0.01), (3, -0.01))
+        for seed, wobble in enumerate((0.0, 0.01, -0.01, 0.02, -0.02, 0.005, -0.005), start=1)
         for init, signal, epoch1 in (("he", (1.0, 1.0, 1.0), 0.80 + wobble), ("xavier", (0.5, 0.2, 0.1), 0.60 + wobble))
         for optimizer in ("sgd", "adam")
     ]
@@ -91,11 +166,49 @@ def test_the_signal_section_names_the_weaker_init_and_its_first_epoch():
     assert ratios.loc["xavier", "ratio_mean"] == pytest.approx(0.2)
     assert ratios.loc["he", "ratio_mean"] == pytest.approx(1.0)
     comparison = signal_analysis.first_epoch_comparison(runs, "xavier", "he", 0.95)
-    assert list(comparison["verdict"]) == ["slower", "slower"]
+    assert list(comparison.per_optimizer["verdict"]) == ["slower", "slower"]
+    assert comparison.pooled.verdict == "different" and comparison.pooled.estimate == pytest.approx(-0.2)
     section = signal_analysis.signal_section(runs, 0.95)
     assert "**xavier** sends the weaker signal" in section
-    assert "significantly slower in the first epoch with 2 of 2 optimizers" in section
+    assert "xavier was significantly slower than he in the first epoch (-20.00 pp)" in section
+    assert "significantly slower with 2 (sgd, adam)" in section
     assert "lower with 2 of 2 optimizers" in section
+    assert "Welch" not in section
+
+
+def test_three_seeds_cannot_call_a_first_epoch_difference_significant():
+    # the old Welch test called this "slower"; an exact paired test on 3 pairs cannot go below p = 0.25
+    runs = [
+        run(init, "adam", 0.001, seed, 0.9, 0.9, epoch1_val=epoch1 + 0.01 * seed, signal=signal)
+        for seed in (1, 2, 3)
+        for init, signal, epoch1 in (("he", (1.0, 1.0, 1.0), 0.80), ("xavier", (0.5, 0.2, 0.1), 0.60))
+    ]
+    comparison = signal_analysis.first_epoch_comparison(runs, "xavier", "he", 0.95)
+    assert comparison.pooled.p_value == pytest.approx(0.25)
+    section = signal_analysis.signal_section(runs, 0.95)
+    assert "with 3 seed pairs no difference, however large, can reach significance" in section
+
+
+def test_an_optimizer_that_diverged_in_epoch_1_in_every_run_leaves_the_signal_section_standing():
+    # the regression: every SGD run diverged at step 1 (empty history), which used to raise ValueError
+    runs = [
+        fake_metrics(init, "sgd", seed, [], diverged_at=(1, 1), lr=1.0e3)
+        for init in ("he", "xavier")
+        for seed in (1, 2)
+    ] + [fake_metrics(init, "adam", seed, [0.8 + 0.01 * seed]) for init in ("he", "xavier") for seed in (1, 2)]
+    section = signal_analysis.signal_section(runs, 0.95)
+    assert "4 of 8 runs never finished epoch 1 (4 diverged)" in section
+    for init in ("he", "xavier"):
+        assert f"{init}_sgd_seed1" in section and f"{init}_sgd_seed2" in section
+    sgd_row = next(line for line in section.splitlines() if line.startswith("| sgd"))
+    assert "untestable: no complete pairs; 2 incomplete pairs dropped" in sgd_row
+    assert "Untestable (fewer than two complete seed pairs): sgd." in section
+
+
+def test_sweep_runs_are_refused_by_the_first_epoch_comparison():
+    runs = [run("he", "sgd", lr, 1, 0.9, 0.9) for lr in (0.01, 0.1)] + [run("xavier", "sgd", 0.01, 1, 0.9, 0.9)]
+    with pytest.raises(ValueError, match="one learning rate per optimizer.*sgd"):
+        signal_analysis.first_epoch_comparison(runs, "xavier", "he", 0.95)
 
 
 def planned_rules(study, *args):
@@ -130,3 +243,53 @@ def test_the_sweep_end_to_end_on_synthetic_data(study):
     assert "6 runs" in section  # the 2 grid runs at the default lr reused, 4 sweep runs
     assert not (study.root / "results" / "sweep" / "he_sgd_lr0.01_seed1").exists()
     assert not list((study.root / "results" / "checkpoints").glob("*.pt"))
+
+
+def visible_labels(axis, which="x", minor=False):
+    ticks = axis.get_xticklabels(minor=minor) if which == "x" else axis.get_yticklabels(minor=minor)
+    return [label for label in ticks if label.get_visible() and label.get_text()]
+
+
+def overlapping(labels, renderer) -> bool:
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+@pytest.mark.parametrize(
+    "lrs", [[0.003, 0.01, 0.03], [0.003, 0.004, 0.006, 0.01], [0.001, 0.002, 0.003, 0.004, 0.006, 0.01, 0.02]]
+)
+def test_the_lr_axis_labels_each_swept_lr_plainly_and_no_label_overlaps(lrs):
+    # the old axis labelled every minor tick of a sub-decade range: "3×10⁻³4×10⁻³6×10⁻³" ran together
+    figure, axis = plt.subplots(figsize=(4.2, 3.8))
+    axis.plot(lrs, range(len(lrs)))
+    diagnostic_figures.label_lr_axis(axis, lrs)
+    figure.canvas.draw()
+    labels = visible_labels(axis)
+    assert [label.get_text() for label in labels] == [f"{lr:g}" for lr in lrs]
+    assert not visible_labels(axis, minor=True)
+    assert not overlapping(labels, figure.canvas.get_renderer())
+    plt.close(figure)
+
+
+@pytest.mark.parametrize("values", [[0.3, 0.5], [1.28, 2.4], [0.01, 0.2, 3.0], [1e-6, 1e-3, 10.0]])
+def test_a_log_axis_gets_a_few_plain_labels_that_do_not_overlap(values):
+    figure, axis = plt.subplots(figsize=(5, 3))
+    axis.plot(range(len(values)), values)
+    diagnostic_figures.legible_log_axis(axis, values)
+    figure.canvas.draw()
+    labels = visible_labels(axis, "y")
+    low, high = axis.get_ylim()
+    assert len(labels) >= 2 and low <= min(values) and high >= max(values)
+    assert all(re.fullmatch(r"[0-9.e+-]+", label.get_text()) for label in labels)  # no mathtext powers
+    assert not visible_labels(axis, "y", minor=True)
+    assert not overlapping(labels, figure.canvas.get_renderer())
+    plt.close(figure)
+
+
+def test_a_null_logits_std_leaves_that_init_unmeasured_not_the_section_broken():
+    # the schema records a non-finite value as null
+    runs = [fake_metrics(init, "adam", 1, [0.8]) for init in ("he", "xavier")]
+    runs[1]["diagnostics"]["activation_std"]["fc2"] = [None, None]
+    section = signal_analysis.signal_section(runs, 0.95)
+    assert "Only 1 init with a measured output signal (he)" in section
+    assert "to n/a at fc2" in section

@@ -3,26 +3,80 @@
 At initialisation the snapshot depends on the init and the seed only (not on the optimizer), so
 each (init, seed) is counted once. "Weaker signal" means the smaller activation std at the last
 layer (the logits) at initialisation, averaged over seeds: the signal that reaches the output.
+
+Every function accepts any set of runs: runs that diverged before their first epoch ended (empty
+history), runs without diagnostics, one init, one optimizer, one seed, identical values. The
+section then says what could not be measured or tested instead of failing.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from scipy import stats
+
+from fmnist_initopt import stats
+
+SIGNAL_COLUMNS = ["init", "seed", "depth", "layer", "activation_std", "weight_grad_norm"]
+SUMMARY_COLUMNS = [
+    "init",
+    "depth",
+    "layer",
+    "activation_std",
+    "activation_std_min",
+    "activation_std_max",
+    "weight_grad_norm",
+    "weight_grad_norm_min",
+    "weight_grad_norm_max",
+]
+RATIO_COLUMNS = [
+    "init",
+    "first_layer",
+    "last_layer",
+    "first_std",
+    "last_std",
+    "ratio_mean",
+    "ratio_min",
+    "ratio_max",
+    "seeds",
+]
+EPOCH1_COLUMNS = ["run_id", "init", "optimizer", "seed", "lr", "status", "epoch1_val_accuracy"]
+
+
+def number_or_nan(value: Any) -> float:
+    """A recorded number as a float; null (a non-finite value when recorded) or garbage as NaN."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def usable_diagnostics(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's diagnostics record if it names at least one layer, else None (an older run, or none recorded)."""
+    found = metrics.get("diagnostics")
+    if not isinstance(found, dict) or not found.get("layers"):
+        return None
+    return found
+
+
+def _at_init(series: dict[str, list], layer: str) -> float:
+    values = (series or {}).get(layer) or []
+    return number_or_nan(values[0]) if values else math.nan
 
 
 def init_signal_table(metrics_list: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (init, seed, layer) at initialisation: activation std and weight-gradient norm."""
+    """One row per (init, seed, layer) at initialisation: activation std and weight-gradient norm.
+    Runs without diagnostics are skipped; a missing or null value is NaN."""
     rows, seen = [], set()
     for metrics in metrics_list:
+        found = usable_diagnostics(metrics)
         key = (metrics["run"]["init"], metrics["run"]["seed"])
-        if key in seen:
+        if found is None or key in seen:
             continue
         seen.add(key)
-        found = metrics["diagnostics"]
         for depth, layer in enumerate(found["layers"]):
             rows.append(
                 {
@@ -30,15 +84,17 @@ def init_signal_table(metrics_list: list[dict[str, Any]]) -> pd.DataFrame:
                     "seed": key[1],
                     "depth": depth,
                     "layer": layer,
-                    "activation_std": found["activation_std"][layer][0],
-                    "weight_grad_norm": found["weight_grad_norm"][layer][0],
+                    "activation_std": _at_init(found.get("activation_std"), layer),
+                    "weight_grad_norm": _at_init(found.get("weight_grad_norm"), layer),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SIGNAL_COLUMNS).astype({"activation_std": float, "weight_grad_norm": float})
 
 
 def layer_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (init, layer), in network order: mean, min and max over seeds of both quantities."""
+    if table.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     grouped = table.groupby(["init", "depth", "layer"])
     summary = grouped.agg(
         activation_std=("activation_std", "mean"),
@@ -53,12 +109,14 @@ def layer_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def signal_ratios(table: pd.DataFrame) -> pd.DataFrame:
     """Per init: last-layer over first-layer activation std at init (per seed, then mean/min/max)
-    and the mean last-layer std."""
-    first, last = table["depth"].min(), table["depth"].max()
+    and the mean last-layer std. A zero or missing first-layer std gives a NaN ratio, not an error."""
     rows = []
-    for init, group in table.groupby("init"):
-        by_seed = group.set_index(["seed", "depth"])["activation_std"].unstack("depth")
-        ratio = by_seed[last] / by_seed[first]
+    for init, group in table.groupby("init", sort=True):
+        first, last = group["depth"].min(), group["depth"].max()
+        by_seed = group.groupby(["seed", "depth"])["activation_std"].mean().unstack("depth")
+        by_seed = by_seed.reindex(columns=[first, last])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (by_seed[last] / by_seed[first]).replace([np.inf, -np.inf], np.nan)
         rows.append(
             {
                 "init": init,
@@ -69,93 +127,160 @@ def signal_ratios(table: pd.DataFrame) -> pd.DataFrame:
                 "ratio_mean": ratio.mean(),
                 "ratio_min": ratio.min(),
                 "ratio_max": ratio.max(),
-                "seeds": len(ratio),
+                "seeds": int(by_seed.index.nunique()),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=RATIO_COLUMNS)
 
 
-def weaker_init(ratios: pd.DataFrame) -> str:
-    return str(ratios.loc[ratios["last_std"].idxmin(), "init"])
+def weak_and_strong(ratios: pd.DataFrame) -> tuple[str, str] | None:
+    """(init with the weakest logits std, init with the strongest), or None when fewer than two inits have a
+    finite one or they all send the same signal (then there is no weaker init to test)."""
+    known = ratios[np.isfinite(ratios["last_std"].astype(float))]
+    if len(known) < 2:
+        return None
+    low, high = known["last_std"].min(), known["last_std"].max()
+    if math.isclose(low, high, rel_tol=1e-9, abs_tol=0.0):
+        return None
+    return str(known.loc[known["last_std"].idxmin(), "init"]), str(known.loc[known["last_std"].idxmax(), "init"])
 
 
-def first_epoch_comparison(
-    metrics_list: list[dict[str, Any]], weak: str, strong: str, confidence: float
-) -> pd.DataFrame:
-    """Per optimizer: validation accuracy after epoch 1 of the weak- and the strong-signal init
-    (mean and std over seeds), the difference, and a Welch t-test where both have two or more seeds."""
+def epoch1_table(metrics_list: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: its validation accuracy after epoch 1, NaN when it never finished epoch 1 (diverged)."""
     rows = []
     for metrics in metrics_list:
-        history = metrics["history"]
-        if history["val_accuracy"]:
-            rows.append(
-                {
-                    "init": metrics["run"]["init"],
-                    "optimizer": metrics["run"]["optimizer"],
-                    "val_accuracy": history["val_accuracy"][0],
-                }
-            )
-    table = pd.DataFrame(rows, columns=["init", "optimizer", "val_accuracy"])
-    learning_rates = {(m["run"]["optimizer"], float(m["spec"]["optimizer_kwargs"]["lr"])) for m in metrics_list}
-    if len(learning_rates) != table["optimizer"].nunique():
-        raise ValueError("first_epoch_comparison needs one learning rate per optimizer (the grid runs, not the sweep)")
-    result = []
-    for optimizer, group in table.groupby("optimizer", sort=False):
-        weak_values = group.loc[group["init"] == weak, "val_accuracy"]
-        strong_values = group.loc[group["init"] == strong, "val_accuracy"]
-        if weak_values.empty or strong_values.empty:
-            continue
-        difference = weak_values.mean() - strong_values.mean()
-        p_value = math.nan
-        if len(weak_values) >= 2 and len(strong_values) >= 2:
-            p_value = stats.ttest_ind(weak_values, strong_values, equal_var=False).pvalue
-        if math.isnan(p_value):
-            verdict = "one seed or no spread: seed noise unknown" if difference else "no difference"
-        elif p_value >= 1 - confidence:
-            verdict = "within seed noise"
-        else:
-            verdict = "slower" if difference < 0 else "faster"
-        result.append(
+        history = metrics.get("history") or {}
+        accuracies = history.get("val_accuracy") or []
+        rows.append(
             {
-                "optimizer": optimizer,
-                "weak_mean": weak_values.mean(),
-                "weak_std": weak_values.std(),
-                "strong_mean": strong_values.mean(),
-                "strong_std": strong_values.std(),
-                "difference": difference,
-                "p_value": p_value,
-                "seeds": min(len(weak_values), len(strong_values)),
-                "verdict": verdict,
+                "run_id": metrics["run"].get("id", f"{metrics['run']['init']}_{metrics['run']['optimizer']}"),
+                "init": metrics["run"]["init"],
+                "optimizer": metrics["run"]["optimizer"],
+                "seed": metrics["run"]["seed"],
+                "lr": number_or_nan(((metrics.get("spec") or {}).get("optimizer_kwargs") or {}).get("lr")),
+                "status": metrics.get("status", "completed"),
+                "epoch1_val_accuracy": number_or_nan(accuracies[0]) if accuracies else math.nan,
             }
         )
-    return pd.DataFrame(result)
+    return pd.DataFrame(rows, columns=EPOCH1_COLUMNS).astype({"epoch1_val_accuracy": float})
+
+
+@dataclass(frozen=True)
+class FirstEpoch:
+    """Weak - strong init in epoch-1 validation accuracy: pooled over optimizers (paired on optimizer and seed,
+    a family of one) and per optimizer (paired on seed, one Holm family across the optimizers)."""
+
+    weak: str
+    strong: str
+    pooled: stats.Comparison
+    pooled_mde: float | None
+    per_optimizer: pd.DataFrame  # optimizer, weak/strong mean and run counts, comparison, mde, verdict
+
+
+def _mde(weak: pd.Series, strong: pd.Series, alpha: float) -> float | None:
+    differences = (weak - strong).dropna()
+    if len(differences) < 2:
+        return None
+    return stats.minimum_detectable_effect(float(differences.std(ddof=1)), len(differences), alpha)
+
+
+def _direction(comparison: stats.Comparison) -> str:
+    """The epoch-1 verdict of the weak init in words: slower / faster only when the rule says different."""
+    if comparison.verdict == "different":
+        return "slower" if comparison.estimate < 0 else "faster"
+    return comparison.verdict
+
+
+def first_epoch_comparison(metrics_list: list[dict[str, Any]], weak: str, strong: str, confidence: float) -> FirstEpoch:
+    """Did the weak-signal init reach a lower validation accuracy after epoch 1 than the strong one?
+
+    The grid runs one learning rate per optimizer; sweep runs (several per optimizer) would pair runs of
+    different learning rates, so they are refused. A run that diverged before epoch 1 ended has no epoch-1
+    accuracy: its pair is dropped and counted by the test.
+    """
+    table = epoch1_table(metrics_list)
+    several = table.groupby("optimizer")["lr"].nunique(dropna=True)
+    if (several > 1).any():
+        raise ValueError(
+            "first_epoch_comparison needs one learning rate per optimizer (the grid runs, not the sweep); "
+            f"got several for {', '.join(several[several > 1].index)}"
+        )
+    alpha = stats.alpha_of(confidence)
+    # groupby keeps (optimizer, seed) keys whose every run lacks epoch 1: their NaN pairs are counted as dropped
+    wide = (
+        table.groupby(["optimizer", "seed", "init"])["epoch1_val_accuracy"]
+        .mean()
+        .unstack("init")
+        .reindex(columns=[weak, strong])
+    )
+    label = f"{weak} - {strong}"
+    pooled = stats.paired_difference(wide[weak], wide[strong], confidence, label=label)
+    optimizers = list(dict.fromkeys(table["optimizer"]))
+    per = [
+        stats.paired_difference(
+            wide.loc[optimizer, weak], wide.loc[optimizer, strong], confidence, label=f"{label} | {optimizer}"
+        )
+        for optimizer in optimizers
+    ]
+    per = stats.holm(per, confidence)
+    testable = max(1, sum(c.verdict != "untestable" for c in per))
+    rows = []
+    for optimizer, comparison in zip(optimizers, per):
+        runs = table[table["optimizer"] == optimizer]
+        weak_runs, strong_runs = runs[runs["init"] == weak], runs[runs["init"] == strong]
+        rows.append(
+            {
+                "optimizer": optimizer,
+                "weak_mean": weak_runs["epoch1_val_accuracy"].mean(),
+                "weak_runs": len(weak_runs),
+                "weak_without_epoch1": int(weak_runs["epoch1_val_accuracy"].isna().sum()),
+                "strong_mean": strong_runs["epoch1_val_accuracy"].mean(),
+                "strong_runs": len(strong_runs),
+                "strong_without_epoch1": int(strong_runs["epoch1_val_accuracy"].isna().sum()),
+                "comparison": comparison,
+                # worst case within the Holm family: the smallest p is compared with alpha / testable
+                "mde": _mde(wide.loc[optimizer, weak], wide.loc[optimizer, strong], alpha / testable),
+                "verdict": _direction(comparison),
+            }
+        )
+    return FirstEpoch(weak, strong, pooled, _mde(wide[weak], wide[strong], alpha), pd.DataFrame(rows))
 
 
 def _number(value: float) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.3g}"
 
 
-def _percent_with_spread(mean: float, std: float) -> str:
-    return f"{100 * mean:.2f}%" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
+def _percent(mean: float) -> str:
+    return "n/a" if pd.isna(mean) else f"{100 * mean:.2f}%"
 
 
-def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str:
-    """The findings' signal-propagation section as Markdown, every statement computed from the runs."""
-    table = init_signal_table(metrics_list)
-    summary = layer_summary(table)
-    ratios = signal_ratios(table)
-    probe_size = metrics_list[0]["diagnostics"]["probe_size"]
-    several_seeds = table.groupby("init")["seed"].nunique().min() > 1
-    lines = [
-        "## Why: signal propagation at initialisation",
-        "",
-        f"Measured on a fixed probe batch of {probe_size} training images, the same for every run: the standard "
-        "deviation of each layer's output before its ReLU (for the last layer, the logits) and the norm of its "
-        "weight gradient, right after initialisation"
-        + ("; mean over seeds (min–max in brackets)." if several_seeds else " (one seed)."),
-        "",
-    ]
+def _runs_phrase(runs: int, missing: int) -> str:
+    return f"{runs} run{'s' * (runs != 1)}" + (f", {missing} without epoch 1" if missing else "")
 
+
+def _what_happened(metrics_list: list[dict[str, Any]]) -> list[str]:
+    """Which runs lack what this section measures, named, so no number silently leaves a run out."""
+    table = epoch1_table(metrics_list)
+    lines = []
+    early = table[table["epoch1_val_accuracy"].isna()]
+    if not early.empty:
+        diverged = early[early["status"] == "diverged"]
+        lines.append(
+            f"- {len(early)} of {len(table)} runs never finished epoch 1"
+            + (f" ({len(diverged)} diverged)" if len(diverged) else "")
+            + f": {', '.join(early['run_id'])}. Their signal at initialisation is included; they have no "
+            "epoch-1 accuracy, so they drop out of the epoch-1 comparison."
+        )
+    later = table[(table["status"] == "diverged") & table["epoch1_val_accuracy"].notna()]
+    if not later.empty:
+        lines.append(f"- {len(later)} runs diverged after epoch 1: {', '.join(later['run_id'])}.")
+    blind = [m["run"].get("id", m["run"]["init"]) for m in metrics_list if usable_diagnostics(m) is None]
+    if blind:
+        lines.append(f"- {len(blind)} of {len(metrics_list)} runs carry no signal diagnostics: {', '.join(blind)}.")
+    return lines + ([""] if lines else [])
+
+
+def _layer_table(summary: pd.DataFrame, several_seeds: bool) -> str:
     def spread(mean, low, high):
         return f"{_number(mean)} [{_number(low)}–{_number(high)}]" if several_seeds else _number(mean)
 
@@ -177,55 +302,127 @@ def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str
             ],
         }
     )
+    return shown.to_markdown(index=False)
+
+
+def _first_epoch_lines(result: FirstEpoch, confidence: float) -> list[str]:
+    weak, strong, per = result.weak, result.strong, result.per_optimizer
+    lines = [
+        f"Did it converge more slowly in the first epoch? Validation accuracy after epoch 1, {weak} − {strong}, "
+        "paired on seed (the same seed gives both inits the same data order), exact sign-flip permutation test, "
+        f"Holm across optimizers, alpha = {stats.alpha_of(confidence):g} (the decision rule of Methods):",
+        "",
+        f"- **Pooled over optimizers** (pairs of the same optimizer and seed): "
+        f"{stats.describe(result.pooled, mde=result.pooled_mde)}.",
+        "",
+    ]
+    shown = pd.DataFrame(
+        {
+            "optimizer": per["optimizer"],
+            f"{weak} (epoch-1 val. acc.)": [
+                f"{_percent(m)} ({_runs_phrase(n, k)})"
+                for m, n, k in zip(per["weak_mean"], per["weak_runs"], per["weak_without_epoch1"])
+            ],
+            f"{strong} (epoch-1 val. acc.)": [
+                f"{_percent(m)} ({_runs_phrase(n, k)})"
+                for m, n, k in zip(per["strong_mean"], per["strong_runs"], per["strong_without_epoch1"])
+            ],
+            f"{weak} − {strong} (Holm across optimizers)": [
+                stats.describe(c, mde=mde) for c, mde in zip(per["comparison"], per["mde"])
+            ],
+            f"{weak} in epoch 1": per["verdict"],
+        }
+    )
     lines += [shown.to_markdown(index=False), ""]
+    pooled = result.pooled
+    if pooled.verdict == "untestable":
+        headline = f"Whether {weak} is slower in the first epoch is untestable here: {pooled.reason}."
+    elif pooled.verdict == "different":
+        headline = (
+            f"Pooled over optimizers, {weak} was significantly {_direction(pooled)} than {strong} in the first "
+            f"epoch ({100 * pooled.estimate:+.2f} pp)."
+        )
+    else:
+        headline = f"Pooled over optimizers, no epoch-1 difference between {weak} and {strong} was detected"
+        if "cannot reach" in pooled.reason:
+            headline += f": with {pooled.n} seed pairs no difference, however large, can reach significance."
+        elif result.pooled_mde is not None and math.isfinite(result.pooled_mde):
+            headline += f" (MDE {100 * result.pooled_mde:.2f} pp)."
+        else:
+            headline += "."
+    known = per[per["weak_mean"].notna() & per["strong_mean"].notna()]
+    lower = known.loc[known["weak_mean"] < known["strong_mean"], "optimizer"].tolist()
+    headline += f" {weak}'s mean epoch-1 validation accuracy was lower with {len(lower)} of {len(known)} optimizers" + (
+        f" ({', '.join(lower)})." if lower else "."
+    )
+    tested = per[per["verdict"] != "untestable"]
+    if tested.empty:
+        headline += " No optimizer has two complete seed pairs, so none is tested on its own."
+    else:
+        slower = tested.loc[tested["verdict"] == "slower", "optimizer"].tolist()
+        faster = tested.loc[tested["verdict"] == "faster", "optimizer"].tolist()
+        headline += (
+            f" Of the {len(tested)} optimizer(s) testable on their own, it was significantly slower with {len(slower)}"
+            + (f" ({', '.join(slower)})" if slower else "")
+            + (f" and significantly faster with {len(faster)} ({', '.join(faster)})" if faster else "")
+            + ("; no difference was detected with the rest." if len(slower) + len(faster) < len(tested) else ".")
+        )
+        untested = per.loc[per["verdict"] == "untestable", "optimizer"].tolist()
+        if untested:
+            headline += f" Untestable (fewer than two complete seed pairs): {', '.join(untested)}."
+    return lines + [headline]
+
+
+def signal_section(metrics_list: list[dict[str, Any]], confidence: float) -> str:
+    """The findings' signal-propagation section as Markdown, every statement computed from the runs."""
+    lines = ["## Why: signal propagation at initialisation", ""]
+    if not metrics_list:
+        return "\n".join(lines + ["No runs: nothing to report on signal propagation."]) + "\n"
+    lines += _what_happened(metrics_list)
+    table = init_signal_table(metrics_list)
+    if table.empty:
+        lines.append("No run carries signal diagnostics, so there is nothing to report on signal propagation.")
+        return "\n".join(lines) + "\n"
+    summary, ratios = layer_summary(table), signal_ratios(table)
+    probe_sizes = sorted({d["probe_size"] for d in map(usable_diagnostics, metrics_list) if d and "probe_size" in d})
+    probe = f"{' / '.join(map(str, probe_sizes))} training images" if probe_sizes else "training images"
+    several_seeds = table.groupby("init")["seed"].nunique().min() > 1
+    lines += [
+        f"Measured on a fixed probe batch of {probe}, the same for every run: the standard deviation of each "
+        "layer's output before its ReLU (for the last layer, the logits) and the norm of its weight gradient, "
+        "right after initialisation"
+        + ("; mean over seeds (min–max in brackets)." if several_seeds else " (one seed)."),
+        "",
+        _layer_table(summary, several_seeds),
+        "",
+    ]
     for row in ratios.itertuples():
         lines.append(
             f"- **{row.init}**: activation std goes from {_number(row.first_std)} at {row.first_layer} to "
-            f"{_number(row.last_std)} at {row.last_layer}, a ratio of {_number(row.ratio_mean)} "
-            f"(seeds: {_number(row.ratio_min)}–{_number(row.ratio_max)}, n={row.seeds})."
+            f"{_number(row.last_std)} at {row.last_layer}, a ratio of {_number(row.ratio_mean)}"
+            + (f" (seeds: {_number(row.ratio_min)}–{_number(row.ratio_max)}, n={row.seeds})." if row.seeds > 1 else ".")
         )
     lines.append("")
-    if len(ratios) < 2:
+    pair = weak_and_strong(ratios)
+    if pair is None:
+        measured = ratios.loc[ratios["last_std"].notna(), "init"].astype(str).tolist()
+        if len(measured) < 2:
+            lines.append(
+                f"Only {len(measured)} init with a measured output signal ({', '.join(measured) or 'none'}): "
+                "there is no other init to compare it with, so no epoch-1 comparison."
+            )
+        else:
+            lines.append(
+                "Every init sends the same signal to the output (the same logits std at initialisation): "
+                "there is no weaker init, so no epoch-1 comparison."
+            )
         return "\n".join(lines) + "\n"
-    weak = weaker_init(ratios)
-    strong = str(ratios.loc[ratios["last_std"].idxmax(), "init"])
+    weak, strong = pair
     by_init = ratios.set_index("init")
     lines += [
         f"**{weak}** sends the weaker signal to the output: its logits' std at initialisation is "
         f"{_number(by_init.loc[weak, 'last_std'] / by_init.loc[strong, 'last_std'])} times {strong}'s.",
         "",
-        f"Did it converge more slowly in the first epoch? Validation accuracy after epoch 1, mean ± std over seeds "
-        f"(Welch t-test, significance level {1 - confidence:.2g}):",
-        "",
     ]
-    comparison = first_epoch_comparison(metrics_list, weak, strong, confidence)
-    shown = pd.DataFrame(
-        {
-            "optimizer": comparison["optimizer"],
-            weak: [_percent_with_spread(m, s) for m, s in zip(comparison["weak_mean"], comparison["weak_std"])],
-            strong: [_percent_with_spread(m, s) for m, s in zip(comparison["strong_mean"], comparison["strong_std"])],
-            f"{weak} − {strong}": comparison["difference"].map(lambda d: f"{100 * d:+.2f} pp"),
-            "p": comparison["p_value"].map(_number),
-            f"{weak} in epoch 1": comparison["verdict"],
-        }
-    )
-    lines += [shown.to_markdown(index=False), ""]
-    lower = comparison.loc[comparison["difference"] < 0, "optimizer"].tolist()
-    summary_line = (
-        f"{weak}'s mean epoch-1 validation accuracy was lower with {len(lower)} of {len(comparison)} optimizers"
-    )
-    summary_line += f" ({', '.join(lower)})." if lower else "."
-    tested = comparison[comparison["p_value"].notna()]
-    if tested.empty:
-        summary_line += (
-            " With one seed per combination the seed noise is unknown, so none of these differences is tested."
-        )
-    else:
-        slower = tested.loc[tested["verdict"] == "slower", "optimizer"].tolist()
-        summary_line += (
-            f" It was significantly slower in the first epoch with {len(slower)} of {len(tested)} optimizers"
-            + (f" ({', '.join(slower)})" if slower else "")
-            + "; the other differences are within seed noise or in its favour."
-        )
-    lines.append(summary_line)
+    lines += _first_epoch_lines(first_epoch_comparison(metrics_list, weak, strong, confidence), confidence)
     return "\n".join(lines) + "\n"

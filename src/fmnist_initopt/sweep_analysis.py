@@ -2,40 +2,82 @@
 
 The best learning rate of an (init, optimizer) pair is chosen on the mean over seeds of the final
 validation accuracy, and only among learning rates at which no seed diverged. The test accuracy is
-never looked at for the choice; it is reported afterwards.
+never looked at for the choice; it is reported afterwards. A best learning rate at the edge of the
+swept range is flagged, with the range to sweep next: the optimum may lie beyond it.
+
+Every comparison uses the one decision rule of `stats`: the best lr against the default lr is paired
+on seed (the sweep trains every lr at the same seeds), Holm across the pairs; the combinations at
+their best lr are compared with `stats.best_set`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from fmnist_initopt import stats
+from fmnist_initopt.signal_analysis import number_or_nan
+
 POINT_COLUMNS = ["init", "optimizer", "lr", "seed", "status", "val_accuracy", "test_accuracy"]
+SUMMARY_COLUMNS = [
+    "init",
+    "optimizer",
+    "lr",
+    "val_mean",
+    "val_std",
+    "val_min",
+    "val_max",
+    "test_mean",
+    "test_std",
+    "seeds",
+    "diverged",
+]
+BEST_COLUMNS = [
+    "init",
+    "optimizer",
+    "best_lr",
+    "val_mean",
+    "val_std",
+    "test_mean",
+    "test_std",
+    "seeds",
+    "swept",
+    "edge",
+]
+# What `edge` says about a pair's best lr
+INSIDE, LARGEST, SMALLEST, ONLY_ONE, ALL_DIVERGED = "inside", "largest", "smallest", "only one lr", "all diverged"
 
 
 def sweep_table(metrics_list: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: its (init, optimizer, lr, seed), final validation and test accuracy."""
+    """One row per run: its (init, optimizer, lr, seed), final validation and test accuracy (NaN unless completed)."""
     rows = []
     for metrics in metrics_list:
-        completed = metrics["status"] == "completed"
+        completed = metrics.get("status") == "completed"
+        accuracies = (metrics.get("history") or {}).get("val_accuracy") or []
         rows.append(
             {
                 "init": metrics["run"]["init"],
                 "optimizer": metrics["run"]["optimizer"],
                 "lr": float(metrics["spec"]["optimizer_kwargs"]["lr"]),
                 "seed": metrics["run"]["seed"],
-                "status": metrics["status"],
-                "val_accuracy": metrics["history"]["val_accuracy"][-1] if completed else float("nan"),
-                "test_accuracy": metrics["test"]["accuracy"] if completed else float("nan"),
+                "status": metrics.get("status", "completed"),
+                "val_accuracy": number_or_nan(accuracies[-1]) if completed and accuracies else math.nan,
+                "test_accuracy": number_or_nan((metrics.get("test") or {}).get("accuracy")) if completed else math.nan,
             }
         )
-    return pd.DataFrame(rows, columns=POINT_COLUMNS)
+    return pd.DataFrame(rows, columns=POINT_COLUMNS).astype(
+        {"lr": float, "val_accuracy": float, "test_accuracy": float}
+    )
 
 
 def lr_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (init, optimizer, lr): mean/min/max over seeds of val and test accuracy, seeds, divergences."""
-    grouped = table.groupby(["init", "optimizer", "lr"])
+    if table.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    grouped = table.groupby(["init", "optimizer", "lr"], sort=True)
     summary = grouped.agg(
         val_mean=("val_accuracy", "mean"),
         val_std=("val_accuracy", "std"),
@@ -49,60 +91,209 @@ def lr_summary(table: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def _eligible(group: pd.DataFrame) -> pd.DataFrame:
+    """Learning rates where no seed diverged and at least one seed has a validation accuracy."""
+    return group[(group["diverged"] == 0) & group["val_mean"].notna()]
+
+
 def best_learning_rates(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (init, optimizer): the lr with the highest mean validation accuracy among those where
-    every seed completed; NaN lr where every lr diverged for some seed."""
+    """Per (init, optimizer): the lr with the highest mean validation accuracy among those where every seed
+    completed (NaN lr where none did), the lrs swept, and where the best lies in them (`edge`)."""
     summary = lr_summary(table)
     rows = []
     for (init, optimizer), group in summary.groupby(["init", "optimizer"], sort=False):
-        eligible = group[group["diverged"] == 0]
+        swept = tuple(sorted(group["lr"]))
+        eligible = _eligible(group)
+        row = {"init": init, "optimizer": optimizer, "swept": swept}
         if eligible.empty:
-            rows.append({"init": init, "optimizer": optimizer, "best_lr": float("nan")})
+            rows.append({**row, "best_lr": math.nan, "edge": ALL_DIVERGED})
             continue
         best = eligible.loc[eligible["val_mean"].idxmax()]
+        if len(swept) == 1:
+            edge = ONLY_ONE
+        elif math.isclose(best["lr"], swept[-1]):
+            edge = LARGEST
+        elif math.isclose(best["lr"], swept[0]):
+            edge = SMALLEST
+        else:
+            edge = INSIDE
         rows.append(
             {
-                "init": init,
-                "optimizer": optimizer,
+                **row,
                 "best_lr": best["lr"],
                 "val_mean": best["val_mean"],
                 "val_std": best["val_std"],
                 "test_mean": best["test_mean"],
                 "test_std": best["test_std"],
                 "seeds": best["seeds"],
+                "edge": edge,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=BEST_COLUMNS)
+
+
+def _series(step: float) -> tuple[float, ...]:
+    """Mantissas of the round-number series closest to the sweep's spacing: 1-10-100, 1-3-10, 1-2-5-10."""
+    if step >= 6:
+        return (1.0,)
+    if step >= 2.5:
+        return (1.0, 3.0)
+    return (1.0, 2.0, 5.0)
+
+
+def extend_range(swept: tuple[float, ...], side: str, count: int = 2) -> list[float]:
+    """`count` round learning rates beyond the `side` ("largest" or "smallest") end of `swept`, spaced like it."""
+    lrs = sorted(swept)
+    edge = lrs[-1] if side == LARGEST else lrs[0]
+    neighbour = (lrs[-2] if side == LARGEST else lrs[1]) if len(lrs) > 1 else None
+    step = max(edge, neighbour) / min(edge, neighbour) if neighbour else math.sqrt(10)
+    exponent = math.floor(math.log10(edge))
+    candidates = sorted(
+        float(f"{mantissa * 10.0**power:.3g}")
+        for power in range(exponent - 4, exponent + 5)
+        for mantissa in _series(step)
+    )
+    # the next value must be a real step away, not a round number a hair past the edge
+    gap = math.sqrt(min(step, 10.0))
+    if side == LARGEST:
+        return [v for v in candidates if v > edge * gap * 0.999][:count]
+    return [v for v in candidates if v < edge / gap * 1.001][-count:]
+
+
+def next_ranges(best: pd.DataFrame) -> dict[str, list[float]]:
+    """Per optimizer whose sweep did not bracket some pair's optimum: the learning rates to sweep next.
+
+    They keep the swept lr next to the edge and the edge itself (so a best lr found there is bracketed the
+    next time) and add two beyond it; a sweep where every lr lost a seed to divergence goes below it.
+    """
+    out = {}
+    for optimizer, group in best.groupby("optimizer", sort=False):
+        swept = tuple(sorted({lr for lrs in group["swept"] for lr in lrs}))
+        edges = set(group["edge"])
+        up = bool(edges & {LARGEST, ONLY_ONE})
+        down = bool(edges & {SMALLEST, ONLY_ONE, ALL_DIVERGED})
+        if not (up or down):
+            continue
+        kept = list(swept)
+        if up and not down:
+            kept = kept[-2:]
+        elif down and not up:
+            kept = kept[:2]
+        lower = extend_range(swept, SMALLEST) if down else []
+        upper = extend_range(swept, LARGEST) if up else []
+        out[optimizer] = sorted(set(lower + kept + upper))
+    return out
+
+
+def _lrs_text(lrs) -> str:
+    return "[" + ", ".join(f"{lr:g}" for lr in lrs) + "]"
+
+
+def suggestion_text(optimizer: str, lrs: list[float]) -> str:
+    return f"try `lr_sweep.learning_rates.{optimizer}: {_lrs_text(lrs)}`"
+
+
+def edge_text(row) -> str:
+    """The table cell that says whether the pair's optimum was bracketed."""
+    if row["edge"] == INSIDE:
+        return "yes"
+    if row["edge"] == ALL_DIVERGED:
+        return "no: every swept lr lost a seed to divergence"
+    if row["edge"] == ONLY_ONE:
+        return f"no: only one lr swept ({row['best_lr']:g})"
+    return f"no: best at the edge ({row['best_lr']:g}, the {row['edge']} swept)"
 
 
 def rankings(table: pd.DataFrame, default_lrs: dict[str, float]) -> pd.DataFrame:
     """Each (init, optimizer) at its default lr and at its best lr, ranked by mean test accuracy
-    (1 = best) both times. Both sides use the sweep's seeds."""
+    (1 = best) both times. Both sides use the sweep's seeds; a default lr that was not swept has no rank."""
     summary = lr_summary(table).set_index(["init", "optimizer", "lr"])
-    best = best_learning_rates(table).set_index(["init", "optimizer"])
+    best = best_learning_rates(table)
     rows = []
-    for (init, optimizer), chosen in best.iterrows():
-        default = summary.loc[(init, optimizer, default_lrs[optimizer])]
+    for chosen in best.to_dict("records"):
+        init, optimizer = chosen["init"], chosen["optimizer"]
+        default_lr = number_or_nan(default_lrs.get(optimizer))
+        key = (init, optimizer, default_lr)
+        default = summary.loc[key] if key in summary.index else {}
         rows.append(
             {
+                "init": init,
+                "optimizer": optimizer,
                 "combination": f"{init} + {optimizer}",
-                "default_lr": default_lrs[optimizer],
-                "default_test_mean": default["test_mean"],
-                "default_test_std": default["test_std"],
+                "default_lr": default_lr,
+                "default_test_mean": number_or_nan(default.get("test_mean")) if len(default) else math.nan,
+                "default_test_std": number_or_nan(default.get("test_std")) if len(default) else math.nan,
                 "best_lr": chosen["best_lr"],
-                "best_val_mean": chosen.get("val_mean", float("nan")),
-                "best_test_mean": chosen.get("test_mean", float("nan")),
-                "best_test_std": chosen.get("test_std", float("nan")),
+                "best_val_mean": chosen["val_mean"],
+                "best_test_mean": chosen["test_mean"],
+                "best_test_std": chosen["test_std"],
+                "edge": chosen["edge"],
             }
         )
-    ranked = pd.DataFrame(rows)
-    ranked["default_rank"] = ranked["default_test_mean"].rank(ascending=False, method="min").astype("Int64")
-    ranked["best_rank"] = ranked["best_test_mean"].rank(ascending=False, method="min").astype("Int64")
-    return ranked.sort_values("best_rank").reset_index(drop=True)
+    ranked = pd.DataFrame(
+        rows,
+        columns=[
+            "init",
+            "optimizer",
+            "combination",
+            "default_lr",
+            "default_test_mean",
+            "default_test_std",
+            "best_lr",
+            "best_val_mean",
+            "best_test_mean",
+            "best_test_std",
+            "edge",
+        ],
+    )
+    for side in ("default", "best"):
+        ranked[f"{side}_rank"] = (
+            ranked[f"{side}_test_mean"].astype(float).rank(ascending=False, method="min").astype("Int64")
+        )
+    return ranked.sort_values(["best_rank", "combination"], na_position="last").reset_index(drop=True)
 
 
 def ranking_changed(ranked: pd.DataFrame) -> bool:
-    return bool((ranked["default_rank"] != ranked["best_rank"]).any())
+    return bool(_moved(ranked).any())
+
+
+def _moved(ranked: pd.DataFrame) -> pd.Series:
+    # a rank that exists on one side only (all diverged, default not swept) is no evidence of a move
+    return (ranked["default_rank"] != ranked["best_rank"]).fillna(False).astype(bool)
+
+
+def best_vs_default(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float) -> list[stats.Comparison | str]:
+    """Per ranked row: test accuracy at the best lr minus at the default lr, paired on seed, Holm across the
+    pairs whose best lr is another one; a string says why there is nothing to compare."""
+    out: list[stats.Comparison | str] = []
+    tested = []
+    for row in ranked.to_dict("records"):
+        if pd.isna(row["best_lr"]):
+            out.append("no best lr: every swept lr lost a seed to divergence")
+            continue
+        if (
+            pd.isna(row["default_lr"])
+            or not ((table["optimizer"] == row["optimizer"]) & np.isclose(table["lr"], row["default_lr"])).any()
+        ):
+            out.append("the default lr was not swept")
+            continue
+        if math.isclose(row["best_lr"], row["default_lr"]):
+            out.append("the default lr is the best")
+            continue
+        runs = table[(table["init"] == row["init"]) & (table["optimizer"] == row["optimizer"])]
+
+        def by_seed(lr, runs=runs):
+            return runs[np.isclose(runs["lr"], lr)].groupby("seed")["test_accuracy"].mean()
+
+        best, default = by_seed(row["best_lr"]), by_seed(row["default_lr"])
+        seeds = best.index.union(default.index)
+        label = f"{row['combination']}: lr {row['best_lr']:g} - {row['default_lr']:g}"
+        out.append(stats.paired_difference(best.reindex(seeds), default.reindex(seeds), confidence, label=label))
+        tested.append(len(out) - 1)
+    adjusted = stats.holm([out[i] for i in tested], confidence)
+    for i, comparison in zip(tested, adjusted):
+        out[i] = comparison
+    return out
 
 
 def _percent(value: float) -> str:
@@ -113,18 +304,65 @@ def _with_spread(mean: float, std: float) -> str:
     return _percent(mean) if pd.isna(std) else f"{_percent(mean)} ± {100 * std:.2f}"
 
 
-def sweep_section(metrics_list: list[dict[str, Any]], default_lrs: dict[str, float], validation_source: str) -> str:
+def _rank(value) -> str:
+    return "–" if pd.isna(value) else str(int(value))
+
+
+def _best_set_lines(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float) -> list[str]:
+    """Which combinations, each at its best lr, cannot be told apart from the best on validation accuracy."""
+    chosen = ranked.dropna(subset=["best_lr"])
+    if chosen.empty:
+        return []
+    keys = pd.MultiIndex.from_arrays([chosen["init"], chosen["optimizer"], chosen["best_lr"]])
+    at_best = table[pd.MultiIndex.from_frame(table[["init", "optimizer", "lr"]]).isin(keys)]
+    found = stats.best_set(
+        at_best, "val_accuracy", "test_accuracy", ["init", "optimizer"], confidence, paired_on=("seed",)
+    )
+    members = found.members[found.members["in_set"]]
+    names = [f"{m.init} + {m.optimizer}" for m in members.itertuples()]
+    line = (
+        f"Each at its best lr, the combinations not distinguishable from the best on validation accuracy "
+        f"(paired on seed, Holm): {', '.join(names)} ({len(names)} of {len(found.members)})."
+    )
+    if found.status != "ok":
+        line += f" {found.status[0].upper()}{found.status[1:]}."
+    line += " Ranks inside this set are not evidence of a difference."
+    return [line]
+
+
+def sweep_section(
+    metrics_list: list[dict[str, Any]],
+    default_lrs: dict[str, float],
+    validation_source: str,
+    confidence: float = 0.95,
+) -> str:
     """The findings' learning-rate section as Markdown, every statement computed from the runs."""
+    lines = ["## Learning-rate sensitivity", ""]
     table = sweep_table(metrics_list)
+    if table.empty:
+        return "\n".join(lines + ["No sweep runs: nothing to report on learning rates."]) + "\n"
     ranked = rankings(table, default_lrs)
-    seeds = int(table.groupby(["init", "optimizer", "lr"])["seed"].count().min())
-    lrs_per_optimizer = table.groupby("optimizer")["lr"].nunique()
-    lines = [
-        "## Learning-rate sensitivity",
-        "",
-        f"Swept {', '.join(f'{opt}: {n} learning rates' for opt, n in lrs_per_optimizer.items())}; "
-        f"{seeds} seed(s) per point; {len(table)} runs, {int((table['status'] == 'diverged').sum())} diverged. "
-        "The best learning rate of each pair is the one with the highest mean final validation accuracy "
+    best = best_learning_rates(table)
+    seeds = table.groupby(["init", "optimizer", "lr"])["seed"].nunique()
+    lrs_per_optimizer = table.groupby("optimizer", sort=False)["lr"].unique()
+    diverged = table[table["status"] == "diverged"]
+    lines += [
+        "Swept "
+        + "; ".join(f"{opt}: {_lrs_text(sorted(lrs))}" for opt, lrs in lrs_per_optimizer.items())
+        + f". {seeds.min()}"
+        + (f"–{seeds.max()}" if seeds.max() != seeds.min() else "")
+        + f" seed(s) per point; {len(table)} runs, {len(diverged)} diverged"
+        + (
+            " ("
+            + ", ".join(
+                f"{init} + {opt} at lr {lr:g}: {count}"
+                for (init, opt, lr), count in diverged.groupby(["init", "optimizer", "lr"]).size().items()
+            )
+            + ")"
+            if len(diverged)
+            else ""
+        )
+        + ". The best learning rate of each pair is the one with the highest mean final validation accuracy "
         "among those where no seed diverged; its test accuracy is reported, never used to choose.",
         "",
     ]
@@ -137,53 +375,78 @@ def sweep_section(metrics_list: list[dict[str, Any]], default_lrs: dict[str, flo
     shown = pd.DataFrame(
         {
             "combination": ranked["combination"],
-            "default lr": ranked["default_lr"].map(lambda v: f"{v:g}"),
+            "default lr": ranked["default_lr"].map(lambda v: "n/a" if pd.isna(v) else f"{v:g}"),
             "test acc. at default lr": [
                 _with_spread(m, s) for m, s in zip(ranked["default_test_mean"], ranked["default_test_std"])
             ],
-            "rank at default": ranked["default_rank"],
+            "rank at default": ranked["default_rank"].map(_rank),
             "best lr (by validation)": ranked["best_lr"].map(lambda v: "all diverged" if pd.isna(v) else f"{v:g}"),
+            "optimum bracketed?": [edge_text(row) for row in ranked.to_dict("records")],
             "val. acc. at best lr": ranked["best_val_mean"].map(_percent),
             "test acc. at best lr": [
                 _with_spread(m, s) for m, s in zip(ranked["best_test_mean"], ranked["best_test_std"])
             ],
-            "rank at best lr": ranked["best_rank"],
+            "rank at best lr": ranked["best_rank"].map(_rank),
         }
     )
     lines += [shown.to_markdown(index=False), ""]
-    moved = ranked[ranked["default_rank"] != ranked["best_rank"]]
+
+    unbracketed = ranked[ranked["edge"] != INSIDE]
+    if unbracketed.empty:
+        lines.append("Every pair's best learning rate lies inside its swept range: each optimum is bracketed.")
+    else:
+        suggestions = next_ranges(best)
+        lines.append(
+            f"**Not bracketed:** the best learning rate of {len(unbracketed)} of {len(ranked)} pairs is not inside "
+            "its swept range, so its optimum may lie beyond it and the ranks may change with a wider sweep: "
+            + "; ".join(
+                f"{opt} ({', '.join(unbracketed.loc[unbracketed['optimizer'] == opt, 'combination'])}): "
+                + suggestion_text(opt, lrs)
+                for opt, lrs in suggestions.items()
+            )
+            + "."
+        )
+    lines.append("")
+
+    moved = ranked[_moved(ranked)]
     if ranking_changed(ranked):
         verdict = (
             f"**The ranking changed** when each pair gets its best learning rate: {len(moved)} of {len(ranked)} "
-            f"combinations moved ({', '.join(f'{c} {d}→{b}' for c, d, b in zip(moved['combination'], moved['default_rank'], moved['best_rank']))})."
+            "combinations moved ("
+            + ", ".join(
+                f"{c} {_rank(d)}→{_rank(b)}"
+                for c, d, b in zip(moved["combination"], moved["default_rank"], moved["best_rank"])
+            )
+            + ")."
         )
     else:
         verdict = "**The ranking did not change** when each pair gets its best learning rate."
     lines.append(verdict)
-    retuned = ranked[ranked["best_lr"] != ranked["default_lr"]]
+    retuned = ranked[ranked["best_lr"].notna() & ~np.isclose(ranked["best_lr"], ranked["default_lr"], equal_nan=True)]
+    lines += [
+        f"{len(retuned)} of {len(ranked)} pairs do better on validation at a learning rate other than their default.",
+        "",
+    ]
+    lines += _best_set_lines(table, ranked, confidence) + [""]
+
+    comparisons = best_vs_default(table, ranked, confidence)
     lines.append(
-        f"{len(retuned)} of {len(ranked)} pairs do better on validation at a learning rate other than their default."
+        "Best lr against the default lr, test accuracy, paired on seed (exact sign-flip permutation test, "
+        f"Holm across the pairs, alpha = {stats.alpha_of(confidence):g}):"
     )
-    if seeds < 2:
-        lines.append(
-            "With one seed per point the seed noise is unknown: treat close accuracies and the ranks they decide as ties."
-        )
-    else:
-        gaps = ranked["best_test_mean"].diff().abs().iloc[1:].to_numpy()
-        noise = (
-            pd.concat(
-                [
-                    ranked["best_test_std"].iloc[:-1].reset_index(drop=True),
-                    ranked["best_test_std"].iloc[1:].reset_index(drop=True),
-                ],
-                axis=1,
-            )
-            .max(axis=1)
-            .to_numpy()
-        )
-        within = int((gaps < noise).sum())
-        lines.append(
-            f"{within} of {len(gaps)} neighbouring places in the best-lr ranking are separated by less than the "
-            "larger seed standard deviation of the two: those places are within seed noise."
-        )
+    lines.append("")
+    for combination, comparison in zip(ranked["combination"], comparisons):
+        text = comparison if isinstance(comparison, str) else stats.describe(comparison)
+        lines.append(f"- {combination}: {text}")
+    tested = [c for c in comparisons if isinstance(c, stats.Comparison)]
+    better = [c for c in tested if c.verdict == "different" and c.estimate > 0]
+    worse = [c for c in tested if c.verdict == "different" and c.estimate < 0]
+    if tested and all(c.verdict == "untestable" for c in tested):
+        lines += ["", "Whether retuning changed the test accuracy is untestable for every retuned pair (see above)."]
+    elif tested:
+        lines += [
+            "",
+            f"Retuning the learning rate changed the test accuracy significantly for {len(better) + len(worse)} of "
+            f"{len(tested)} retuned pairs ({len(better)} better, {len(worse)} worse).",
+        ]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ localrules:
 rule signal_report:
     input:
         metrics=run_metrics(),
-        code=package_code("signal_analysis", "diagnostic_figures", "aggregate"),
+        code=package_code("signal_analysis", "diagnostic_figures", "stats", "aggregate"),
     output:
         at_init=report_figure("signal_at_init", "Diagnostics"),
         over_epochs=report_figure("signal_grad_norms", "Diagnostics"),
@@ -37,7 +37,13 @@ use rule train as train_sweep with:
 rule lr_sweep_report:
     input:
         metrics=sweep_metrics(),
-        code=package_code("sweep_analysis", "diagnostic_figures", "aggregate"),
+        code=package_code(
+            "sweep_analysis",
+            "signal_analysis",
+            "diagnostic_figures",
+            "stats",
+            "aggregate",
+        ),
     output:
         figure=report_figure("lr_sweep", "Learning-rate sweep"),
         section=LR_SWEEP_SECTION,
@@ -47,5 +53,6 @@ rule lr_sweep_report:
         CONDA_ENV
     params:
         default_lrs=study.default_lrs(config),
+        confidence=config["report"]["confidence"],
     script:
         "../scripts/lr_sweep_report.py"

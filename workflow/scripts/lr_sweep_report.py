@@ -11,8 +11,9 @@ try:
     metrics_list = load_metrics(snakemake.input.metrics)
     default_lrs = snakemake.params.default_lrs
     lr_sweep_figure(metrics_list, default_lrs, snakemake.output.figure)
-    validation_source = metrics_list[0]["data"]["validation_source"]
-    atomic_write_text(snakemake.output.section, sweep_section(metrics_list, default_lrs, validation_source))
+    validation_source = next((m["data"]["validation_source"] for m in metrics_list), "holdout")
+    section = sweep_section(metrics_list, default_lrs, validation_source, snakemake.params.confidence)
+    atomic_write_text(snakemake.output.section, section)
     log.info("learning-rate sweep report from %d runs", len(metrics_list))
 except Exception:
     log.exception("learning-rate sweep report failed")
