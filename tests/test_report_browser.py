@@ -36,8 +36,13 @@ STUDY = {
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium driven by selenium through Debian's chromedriver."""
+def downloads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
+    """Headless Chromium driven by selenium through Debian's chromedriver; downloads go to `downloads`."""
     installed = subprocess.run([str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=900)
     if installed.returncode == UNSUPPORTED:
         reason = f"no headless Chromium on this machine: {installed.stdout.strip().splitlines()[-1]}"
@@ -53,6 +58,9 @@ def browser():
     # --no-sandbox: Chromium refuses to run as root with its sandbox, and tests run as root in CI.
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(argument)
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.implicitly_wait(0)
     try:
@@ -80,14 +88,20 @@ def shown_figures(findings: str) -> list[str]:
     return [Path(path).name for path in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", findings)]
 
 
-def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(study, browser, tmp_path):
+def linked_files(findings: str) -> list[str]:
+    """The relative paths of the files findings.md links (not images, web pages or anchors)."""
+    links = re.findall(r"(?<!!)\[[^\]]*\]\(([^)\s]+)", findings)
+    return [link for link in links if not re.match(r"[a-z]+:|#", link)]
+
+
+def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(study, browser, downloads, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
 
     study.write_config(STUDY)
-    study.snakemake("--cores", "2")
-    study.snakemake("--report", "results/report.html")
+    # What `make report` runs: the study, then the report.
+    study.snakemake("--cores", "2", "--report", "results/report.html", "--report-after-run")
     results = study.root / "results"
     findings = (results / "findings.md").read_text()
     wait = WebDriverWait(browser, WAIT_SECONDS)
@@ -114,11 +128,19 @@ def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(stu
     title, paragraph = headline(findings)
     heading = wait.until(shown.visibility_of_element_located((By.TAG_NAME, "h1")))
     assert visible_text(heading) == title
-    first_paragraph = browser.find_element(By.XPATH, "//h1/following-sibling::p[1]")
+    first_paragraph = browser.find_element(By.XPATH, "(//h1/following::p)[1]")
     assert first_paragraph.is_displayed() and visible_text(first_paragraph) == paragraph
     # Every figure is in the page and drawn (a broken image has no natural width).
     drawn = browser.execute_script("return Array.from(document.images).map(image => image.naturalWidth)")
     assert len(drawn) == len(shown_figures(findings)) and all(width > 0 for width in drawn)
+    # The files it links (the tables) download from inside the page, as they are in results/.
+    linked = linked_files(findings)
+    assert len(browser.find_elements(By.XPATH, "//a[@download]")) == len(linked)
+    if linked:
+        browser.find_element(By.XPATH, "//a[@download]").click()
+        downloaded = downloads / Path(linked[0]).name
+        WebDriverWait(browser, WAIT_SECONDS).until(lambda _: downloaded.is_file())
+        assert downloaded.read_bytes() == (results / linked[0]).read_bytes()
     browser.switch_to.default_content()
     browser.save_screenshot(str(tmp_path / "findings.png"))
 
