@@ -27,12 +27,22 @@ def test_study_then_html_report_and_report_settings_never_retrain(study):
     for link in re.findall(r"\]\(([^)]+)\)", findings):
         assert (results / link).is_file(), link
 
+    # findings.html is findings.md with every figure inside it, so it reads without results/ beside it.
+    page = (results / "findings.html").read_text()
+    assert 'src="figures/' not in page and page.count('src="data:image/png;base64,') == len(figures)
+
     study.snakemake("--report", "results/report.html")
     report = (results / "report.html").read_bytes()
     assert len(report) > 10_000 and b"learning_curves.png" in report
 
     # The README's "regenerate only the report" command reruns the analysis and nothing else.
-    assert jobs_planned(study.snakemake("-n", "--forcerun", "aggregate")) == {"aggregate", "figures", "findings", "all"}
+    assert jobs_planned(study.snakemake("-n", "--forcerun", "aggregate")) == {
+        "aggregate",
+        "figures",
+        "findings",
+        "findings_html",
+        "all",
+    }
     # A report setting reaches only the analysis rules: changing it re-analyses, never retrains.
     study.write_config({**SMALL_GRID, "report": {"target_accuracy": 0.3}})
-    assert jobs_planned(study.snakemake("-n")) == {"aggregate", "figures", "findings", "all"}
+    assert jobs_planned(study.snakemake("-n")) == {"aggregate", "figures", "findings", "findings_html", "all"}

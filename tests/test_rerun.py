@@ -56,7 +56,7 @@ def test_changing_the_target_accuracy_reruns_only_the_analysis(copy):
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == set()
     # the signal diagnostics do not use the target, so they need not be redone
-    assert {"aggregate", "figures", "findings", "all"} == not_training(jobs)
+    assert {"aggregate", "figures", "findings", "findings_html", "all"} == not_training(jobs)
     assert not_training(jobs) <= analysis_rules(copy) | {"all"}
 
 
@@ -129,9 +129,10 @@ def test_editing_training_code_reruns_exactly_the_runs_that_use_it(copy):
 @pytest.mark.parametrize(
     ("module", "rerun"),
     [
-        ("signal_analysis", {"signal_report", "findings"}),
-        ("figures", {"figures", "findings"}),
-        ("findings", {"findings"}),
+        ("signal_analysis", {"signal_report", "findings", "findings_html"}),
+        ("figures", {"figures", "findings", "findings_html"}),
+        ("findings", {"findings", "findings_html"}),
+        ("html_report", {"findings_html"}),
     ],
 )
 def test_editing_analysis_code_reruns_exactly_the_rules_that_use_it(copy, module, rerun):

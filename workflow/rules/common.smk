@@ -31,6 +31,8 @@ CHECKPOINT_DIR = "results/checkpoints"
 SUMMARY_CSV = "results/summary.csv"
 COMBINATIONS_CSV = "results/combinations.csv"
 FINDINGS_MD = "results/findings.md"
+# findings.md as one self-contained page (figures embedded): the report's first item.
+FINDINGS_HTML = "results/findings.html"
 SIGNAL_SECTION = "results/diagnostics.md"
 LR_SWEEP_SECTION = "results/lr_sweep.md"
 # Every figure: file stem -> title (used in findings.md); its report caption is workflow/report/<stem>.rst.
@@ -52,13 +54,27 @@ SUMMARY_FIGURES = [
 SIGNAL_FIGURES = ["signal_at_init", "signal_grad_norms"]
 
 
+# Snakemake's report lists its categories sorted by name: the numbers put them in reading order.
+REPORT_CATEGORIES = {
+    "findings": "1. Findings",
+    "figures": "2. Figures",
+    "diagnostics": "3. Diagnostics",
+    "sweep": "4. Learning-rate sweep",
+    "tables": "5. Tables",
+}
+
+
 def figure_path(name):
     return f"results/figures/{name}.png"
 
 
 def report_figure(name, category):
-    """A figure as a report item, captioned by its .rst file."""
-    return report(figure_path(name), caption=f"../report/{name}.rst", category=category)
+    """A figure as a report item, captioned by its .rst file; `category` is a key of REPORT_CATEGORIES."""
+    return report(
+        figure_path(name),
+        caption=f"../report/{name}.rst",
+        category=REPORT_CATEGORIES[category],
+    )
 
 
 # --- Wildcard constraints: names only from the config, so no target points outside results/ -----
@@ -151,8 +167,14 @@ def diagnostic_figures():
     return SIGNAL_FIGURES + (["lr_sweep"] if sweep_on() else [])
 
 
+def findings_figures():
+    """Every figure findings.md shows, in its order."""
+    return SUMMARY_FIGURES + diagnostic_figures()
+
+
 def report_outputs():
     return [
         FINDINGS_MD,
-        *(figure_path(name) for name in SUMMARY_FIGURES + diagnostic_figures()),
+        FINDINGS_HTML,
+        *(figure_path(name) for name in findings_figures()),
     ]

@@ -8,8 +8,8 @@ rule signal_report:
         metrics=run_metrics(),
         code=package_code("signal_analysis", "diagnostic_figures", "stats", "aggregate"),
     output:
-        at_init=report_figure("signal_at_init", "Diagnostics"),
-        over_epochs=report_figure("signal_grad_norms", "Diagnostics"),
+        at_init=report_figure("signal_at_init", "diagnostics"),
+        over_epochs=report_figure("signal_grad_norms", "diagnostics"),
         section=SIGNAL_SECTION,
     log:
         "results/logs/signal_report.log",
@@ -45,7 +45,7 @@ rule lr_sweep_report:
             "aggregate",
         ),
     output:
-        figure=report_figure("lr_sweep", "Learning-rate sweep"),
+        figure=report_figure("lr_sweep", "sweep"),
         section=LR_SWEEP_SECTION,
     log:
         "results/logs/lr_sweep_report.log",

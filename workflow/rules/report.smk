@@ -6,6 +6,7 @@ localrules:
     aggregate,
     figures,
     findings,
+    findings_html,
 
 
 rule aggregate:
@@ -13,9 +14,15 @@ rule aggregate:
         metrics=run_metrics(),
         code=package_code("aggregate"),
     output:
-        summary=report(SUMMARY_CSV, caption="../report/summary.rst", category="Tables"),
+        summary=report(
+            SUMMARY_CSV,
+            caption="../report/summary.rst",
+            category=REPORT_CATEGORIES["tables"],
+        ),
         combinations=report(
-            COMBINATIONS_CSV, caption="../report/combinations.rst", category="Tables"
+            COMBINATIONS_CSV,
+            caption="../report/combinations.rst",
+            category=REPORT_CATEGORIES["tables"],
         ),
     log:
         "results/logs/aggregate.log",
@@ -34,7 +41,7 @@ rule figures:
         combinations=COMBINATIONS_CSV,
         code=package_code("figures", "aggregate"),
     output:
-        **{name: report_figure(name, "Figures") for name in SUMMARY_FIGURES},
+        **{name: report_figure(name, "figures") for name in SUMMARY_FIGURES},
     log:
         "results/logs/figures.log",
     conda:
@@ -51,25 +58,43 @@ rule findings:
         summary=SUMMARY_CSV,
         combinations=COMBINATIONS_CSV,
         code=package_code("findings", "aggregate"),
-        figures=[figure_path(name) for name in SUMMARY_FIGURES + diagnostic_figures()],
+        figures=[figure_path(name) for name in findings_figures()],
         sections=diagnostic_sections(),
     output:
-        findings=report(
-            FINDINGS_MD, caption="../report/findings.rst", category="Findings"
-        ),
+        # In the HTML report as findings.html (the report shows Markdown only as a download).
+        findings=FINDINGS_MD,
     log:
         "results/logs/findings.log",
     conda:
         CONDA_ENV
     params:
         **REPORT_PARAMS,
-        figure_titles={
-            figure_path(name): FIGURES[name]
-            for name in SUMMARY_FIGURES + diagnostic_figures()
-        },
+        figure_titles={figure_path(name): FIGURES[name] for name in findings_figures()},
         tables={
             "one row per run (summary.csv)": SUMMARY_CSV,
             "one row per combination (combinations.csv)": COMBINATIONS_CSV,
         },
     script:
         "../scripts/write_findings.py"
+
+
+# The report's first item: findings.md (which includes the diagnostics and sweep sections) as one
+# page with every figure and table it links embedded, so it reads in the report and on its own.
+rule findings_html:
+    input:
+        findings=FINDINGS_MD,
+        figures=[figure_path(name) for name in findings_figures()],
+        tables=[SUMMARY_CSV, COMBINATIONS_CSV],
+        code=package_code("html_report"),
+    output:
+        page=report(
+            FINDINGS_HTML,
+            caption="../report/findings.rst",
+            category=REPORT_CATEGORIES["findings"],
+        ),
+    log:
+        "results/logs/findings_html.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/write_findings_html.py"
