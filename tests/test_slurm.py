@@ -7,14 +7,18 @@ trains on the CPU: the results must then equal a local run's.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import subprocess
 import time
+from collections import Counter
 
 import pytest
 import torch
 import yaml
-from conftest import REPO, make_study, without_timings
+from conftest import REPO, SNAKEMAKE, make_study, without_timings
+from synthetic import write_synthetic_source
 
 CLUSTER_SCRIPTS = REPO / "tests" / "slurm"
 # start-slurm.sh's exit status when this machine cannot host the cluster (not root, no apt).
@@ -28,9 +32,22 @@ FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2")
 # the local reference run uses the same single thread, so its numbers can be compared.
 ONE_THREAD = ("--set-threads", "train=1")
 SNAKEMAKE_TIMEOUT = 300
-# Both inits, one optimizer: a job per fake GPU, so the cluster runs them side by side. What
-# SLURM changes (submission, resources, polling) is the same for every run of the grid.
-STUDY = {"grid": {"inits": ["he", "xavier"], "optimizers": ["adam"], "seeds": [1]}, "device": "auto"}
+# The profile's group of train jobs, and k for the tests (the profile's default is for 18 runs).
+TRAIN_GROUP = "train_group"
+RUNS_PER_SUBMISSION = 2
+GROUPING = ("--group-components", f"{TRAIN_GROUP}={RUNS_PER_SUBMISSION}")
+# Four runs in groups of two: two submissions, one per fake GPU, so the cluster runs them side
+# by side. What SLURM changes (submission, resources, polling) is the same for every run.
+STUDY = {"grid": {"inits": ["he", "xavier"], "optimizers": ["adam", "sgd"], "seeds": [1]}, "device": "auto"}
+# One run whose epochs last long enough (see slow_synthetic_source) to requeue it mid-run.
+REQUEUE_STUDY = {
+    "grid": {"inits": ["he"], "optimizers": ["adam"], "seeds": [1]},
+    "training": {"epochs": 3},
+    "device": "auto",
+}
+# 6,100 training images (6,000 after the validation holdout): an epoch takes about 5 s on one
+# thread of the test machine, so after the first epoch's checkpoint the job runs on for ~10 s.
+SLOW_TRAIN_IMAGES = 6100
 
 
 def cluster_script(name: str, timeout: float) -> subprocess.CompletedProcess:
@@ -60,6 +77,12 @@ def slurm_cluster():
         print(stopped.stdout, stopped.stderr)
 
 
+@pytest.fixture(scope="session")
+def slow_synthetic_source(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("synthetic-fmnist-slow")
+    return directory, write_synthetic_source(directory, n_train=SLOW_TRAIN_IMAGES)
+
+
 def first_account() -> str:
     """What the README tells a user to look up for slurm_account."""
     accounts = subprocess.run(
@@ -81,11 +104,19 @@ def set_site(profile: os.PathLike, account: str, partition: str) -> None:
         yaml.safe_dump(settings, handle, sort_keys=False)
 
 
-def accounted_jobs(workdir) -> list[dict[str, str]]:
-    """Every job the cluster's accounting saw start in `workdir`."""
-    fields = ["JobIDRaw", "Comment", "WorkDir", "AllocTRES", "State", "ExitCode"]
+def slurm_study(root, source, overrides: dict):
+    """A study whose profile names the test cluster's account and partition."""
+    study = make_study(root, source, overrides)
+    set_site(study.root / "slurm" / "config.yaml", account=first_account(), partition="main")
+    return study
+
+
+def accounted_jobs(workdir, *extra: str) -> list[dict[str, str]]:
+    """Every job the cluster's accounting saw start in `workdir` (a requeued job's last start,
+    or each of its starts with extra "-D")."""
+    fields = ["JobIDRaw", "Comment", "WorkDir", "ReqTRES", "AllocTRES", "Timelimit", "State", "ExitCode"]
     listing = subprocess.run(
-        ["sacct", "-X", "-P", "-n", "-a", "-S", "now-1days", "-o", ",".join(fields)],
+        ["sacct", "-X", "-P", "-n", "-a", "-S", "now-1days", *extra, "-o", ",".join(fields)],
         capture_output=True,
         text=True,
         check=True,
@@ -94,36 +125,116 @@ def accounted_jobs(workdir) -> list[dict[str, str]]:
     return [job for job in jobs if job["WorkDir"] == str(workdir)]
 
 
+def show_jobs(jobs: list[dict[str, str]]) -> None:
+    """Print the accounting rows (pytest -s), as the closing note quotes them."""
+    for job in jobs:
+        print(" | ".join(f"{k}={v}" for k, v in job.items() if k != "WorkDir"))
+
+
+def running_jobs(workdir) -> list[str]:
+    listing = subprocess.run(
+        ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%Z"], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        job_id
+        for job_id, _, directory in (line.partition("|") for line in listing.split())
+        if directory == str(workdir)
+    ]
+
+
+def wait_for(condition, timeout: float, what: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            output = process.communicate()[0]
+            raise AssertionError(f"snakemake ended (status {process.returncode}) before {what}:\n{output}")
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.2)
+
+
 def comparable(metrics: dict) -> dict:
     """A run's result: everything but timings and where it ran."""
     return {k: v for k, v in without_timings(metrics).items() if k != "environment"}
 
 
-def test_profile_runs_the_study_on_slurm_with_one_gpu_per_train_job(slurm_cluster, tmp_path, synthetic_source):
-    study = make_study(tmp_path / "on-slurm", synthetic_source, STUDY)
-    set_site(study.root / "slurm" / "config.yaml", account=first_account(), partition="main")
+def test_profile_trains_k_runs_per_submission_on_one_gpu(slurm_cluster, tmp_path, synthetic_source):
+    study = slurm_study(tmp_path / "on-slurm", synthetic_source, STUDY)
 
     started = time.monotonic()
-    result = study.snakemake("--profile", "slurm", *FAST_POLLING, *ONE_THREAD, timeout=SNAKEMAKE_TIMEOUT)
-    print(f"snakemake --profile slurm: {time.monotonic() - started:.0f} s")
+    result = study.snakemake("--profile", "slurm", *GROUPING, *FAST_POLLING, *ONE_THREAD, timeout=SNAKEMAKE_TIMEOUT)
+    print(f"snakemake --profile slurm {' '.join(GROUPING)}: {time.monotonic() - started:.0f} s")
 
     run_ids = sorted(path.parent.name for path in (study.root / "results" / "runs").glob("*/metrics.json"))
-    assert run_ids == ["he_adam_seed1", "xavier_adam_seed1"], result.stderr
+    assert run_ids == ["he_adam_seed1", "he_sgd_seed1", "xavier_adam_seed1", "xavier_sgd_seed1"], result.stderr
     jobs = {job["JobIDRaw"]: job for job in accounted_jobs(study.root)}
-    # one sbatch job per run, each a train job with a GPU, and nothing else went to the cluster
-    assert len(jobs) == len(run_ids), jobs
-    for run_id in run_ids:
-        metrics = study.metrics(run_id)
-        environment, run = metrics["environment"], metrics["run"]
-        job = jobs[environment["slurm_job_id"]]
-        assert job["Comment"] == f"rule_train_wildcards_{run['init']}_{run['optimizer']}_{run['seed']}", job
+    show_jobs(list(jobs.values()))
+    # ceil(runs / k) submissions, each one group of train runs on one GPU, nothing else sent
+    assert len(jobs) == math.ceil(len(run_ids) / RUNS_PER_SUBMISSION), jobs
+    for job in jobs.values():
+        assert TRAIN_GROUP in job["Comment"], job
+        assert "gres/gpu=1" in job["ReqTRES"].split(","), job
         assert "gres/gpu=1" in job["AllocTRES"].split(","), job
         assert (job["State"], job["ExitCode"]) == ("COMPLETED", "0:0"), job
+    runs_per_job = Counter(study.metrics(run_id)["environment"]["slurm_job_id"] for run_id in run_ids)
+    assert set(runs_per_job) == set(jobs), runs_per_job
+    assert sorted(runs_per_job.values()) == [RUNS_PER_SUBMISSION] * len(jobs), runs_per_job
+    for run_id in run_ids:
         # the fake GPU sets CUDA_VISIBLE_DEVICES but has no CUDA behind it: auto falls back
-        assert environment["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+        assert study.metrics(run_id)["environment"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
     local = make_study(tmp_path / "local", synthetic_source, STUDY)
     local.snakemake("--cores", "2", *ONE_THREAD)
     for run_id in run_ids:
         assert local.metrics(run_id)["environment"]["slurm_job_id"] is None
         assert comparable(study.metrics(run_id)) == comparable(local.metrics(run_id)), run_id
+
+
+def test_requeued_train_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path, slow_synthetic_source):
+    study = slurm_study(tmp_path / "on-slurm", slow_synthetic_source, REQUEUE_STUDY)
+    run_id = "he_adam_seed1"
+    checkpoint = study.root / "results" / "checkpoints" / f"{run_id}.pt"
+    metrics = study.root / "results" / "runs" / run_id / "metrics.json"
+
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [SNAKEMAKE, "--profile", "slurm", *FAST_POLLING, *ONE_THREAD],
+        cwd=study.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        # the first epoch's checkpoint exists, the run is not finished: requeue it now
+        wait_for(checkpoint.exists, SNAKEMAKE_TIMEOUT, f"checkpoint {checkpoint.name}", process)
+        (job_id,) = running_jobs(study.root)
+        assert not metrics.exists(), "the run finished before it could be requeued: make its epochs longer"
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        print(f"requeued job {job_id} after {time.monotonic() - started:.0f} s")
+        output = process.communicate(timeout=SNAKEMAKE_TIMEOUT)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    print(f"snakemake --profile slurm with a requeue: {time.monotonic() - started:.0f} s")
+    assert process.returncode == 0, output
+
+    # the restarted job went on from the checkpoint of a finished epoch, not from scratch
+    log = (study.root / "results" / "runs" / run_id / "train.log").read_text()
+    resumed = re.search(rf"{run_id}: resuming after epoch (\d+)", log)
+    assert resumed, log
+    assert 1 <= int(resumed.group(1)) < REQUEUE_STUDY["training"]["epochs"], log
+    starts = accounted_jobs(study.root, "-D")
+    show_jobs(starts)
+    finished_in = study.metrics(run_id)["environment"]["slurm_job_id"]
+    if finished_in == job_id:
+        # SLURM put the job back in the queue and restarted it under its id; the plugin kept
+        # waiting for it (REQUEUED and PENDING are not failures to it)
+        assert [job["State"] for job in starts if job["JobIDRaw"] == job_id] == ["REQUEUED", "COMPLETED"], starts
+    else:
+        # the plugin took the requeue for a failure and Snakemake resubmitted the run (retries)
+        assert int(finished_in) > int(job_id), (finished_in, job_id)
+
+    local = make_study(tmp_path / "local", slow_synthetic_source, REQUEUE_STUDY)
+    local.snakemake("--cores", "2", *ONE_THREAD)
+    assert comparable(study.metrics(run_id)) == comparable(local.metrics(run_id))

@@ -27,6 +27,9 @@
 #   SLURM_FAKE_GPUS   N>0: advertise N fake "gpu" GRES (char-device clones of
 #                     /dev/null under $SLURM_CI_DIR/fakegpu; sets CUDA_VISIBLE_DEVICES)
 #   SLURM_DB_PORT     MariaDB TCP port on 127.0.0.1 (default 3306)
+#   SLURM_REQUEUE_DELAY seconds a requeued job waits before it may start again
+#                     (slurm.conf AuthInfo cred_expire, also the job-step
+#                     credential lifetime; SLURM's default 120; here 30)
 set -euo pipefail
 
 T0=$(date +%s.%N)
@@ -37,6 +40,7 @@ NCPU=${SLURM_CPUS:-$(nproc)}
 MEM=${SLURM_MEM_MB:-$(($(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 * 8 / 10))}
 FAKE_GPUS=${SLURM_FAKE_GPUS:-0}
 DB_PORT=${SLURM_DB_PORT:-3306}
+REQUEUE_DELAY=${SLURM_REQUEUE_DELAY:-30}
 H=$(hostname -s)
 CONF=$D/etc/slurm.conf
 DBDCONF=$D/etc/slurmdbd.conf
@@ -145,7 +149,8 @@ SlurmctldPort=6817
 SlurmdPort=6818
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$D/run/munge.socket
+# cred_expire: how long a requeued job is held (reason BeginTime) before it may start again
+AuthInfo=socket=$D/run/munge.socket,cred_expire=$REQUEUE_DELAY
 StateSaveLocation=$D/spool/ctld
 SlurmdSpoolDir=$D/spool/d
 SlurmctldPidFile=$D/run/slurmctld.pid
