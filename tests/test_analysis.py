@@ -333,7 +333,7 @@ def test_cost_is_ranked_only_from_an_isolated_measurement_that_passes_the_placeb
     assert "init, which cannot change the arithmetic of a step, moved the per-step cost by at most 1.0%" in clean
     assert "rmsprop (+20.0%), adam (+30.0%)" in clean
     # he + sgd reaches the target in epoch 1: 7 steps x 2.01 ms (sgd, mean over inits), the least compute of all.
-    assert "Least compute to the target: **he + sgd** (0.0141 s)" in clean
+    assert "Least compute to the target (median epochs × steps × per-step cost): **he + sgd** (0.0141 s)" in clean
 
     noisy = section(findings(runs, step_costs=step_costs(0.5)), "Cost")
     assert "**Placebo check failed: measurement noise is too large to rank costs.**" in noisy

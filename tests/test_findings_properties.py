@@ -201,7 +201,7 @@ def test_findings_always_say_what_happened(case):
         assert "did not record their own cost" in text
 
 
-@settings(PROPERTY, max_examples=6)
+@settings(PROPERTY, max_examples=5)
 @given(cases())
 @example(EVERY_SGD_RUN_DIVERGED_AT_STEP_1)
 @example(A_COMBINATION_LOST_EVERY_SEED)

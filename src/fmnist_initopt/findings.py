@@ -62,6 +62,12 @@ def p_text(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.2g}"
 
 
+def p_is(p: float) -> str:
+    """'p = 0.03' or 'p < 0.001', for prose."""
+    text = p_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def mean_with_interval(values, confidence: float, digits: int = 4) -> str:
     """Mean over seeds with its descriptive interval (stats.mean_interval) when there are two or more values."""
     values = np.asarray(values, dtype=float)
@@ -100,14 +106,13 @@ def analysed(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def combination_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (init, optimizer), in grid order: seeds, completed, diverged, reached the target."""
+    """Per (init, optimizer), in grid order: seeds, completed, diverged."""
     grouped = frame.groupby(["init", "optimizer"], sort=False)
     return pd.DataFrame(
         {
             "n_seeds": grouped.size(),
             "n_completed": grouped["status"].apply(lambda s: int((s == "completed").sum())),
             "n_diverged": grouped["status"].apply(lambda s: int((s == "diverged").sum())),
-            "n_reached": grouped["reached_target"].sum().astype(int),
         }
     ).reset_index()
 
@@ -148,15 +153,13 @@ def factor_effects(frame: pd.DataFrame, response: str, factor: str, confidence: 
     )
 
 
-def described(
-    frame, response, factor, comparison, family_size, confidence, unit="pp", scale=100.0, digits=2
-) -> tuple[str, float | None]:
+def described(frame, response, factor, comparison, family_size, confidence, unit="pp", scale=100.0, digits=2) -> str:
     """stats.describe with the comparison's own minimum detectable effect (Holm's worst case in its family)."""
     within = "optimizer" if factor == "init" else "init"
     other, reference, scope = parse_label(comparison.label)
     diffs = differences(frame, response, factor, other, reference, within, scope)
     mde = mde_of(diffs, stats.alpha_of(confidence) / max(family_size, 1))
-    return stats.describe(comparison, unit=unit, scale=scale, mde=mde, digits=digits), mde
+    return stats.describe(comparison, unit=unit, scale=scale, mde=mde, digits=digits)
 
 
 # ---------------------------------------------------------------------------------------------- the answer
@@ -177,7 +180,9 @@ def anova_note(anova: stats.AnovaResult, factor: str, confidence: float, any_det
         if not any_detected
         else "the exact paired tests still detect the difference named above"
     )
-    return f" (The factorial F-test, which assumes normal errors, gives p = {p_text(p)} for the {factor} main effect; {side}.)"
+    return (
+        f" (The factorial F-test, which assumes normal errors, gives {p_is(p)} for the {factor} main effect; {side}.)"
+    )
 
 
 def init_answer(
@@ -191,12 +196,12 @@ def init_answer(
         )
     effects = factor_effects(frame, ACCURACY, "init", confidence)
     if effects.reference is None:
-        return f"**Which init?** Untestable: {effects.status} (every run without a test accuracy diverged).", None
+        return f"**Which init?** Untestable: {effects.status} (the other inits have no completed run).", None
     best = effects.reference
     parts, better_than, undetected = [], [], []
     for comparison in effects.pooled:
         other, _, _ = parse_label(comparison.label)
-        text, _ = described(frame, ACCURACY, "init", comparison, len(effects.pooled), confidence)
+        text = described(frame, ACCURACY, "init", comparison, len(effects.pooled), confidence)
         diffs = differences(frame, ACCURACY, "init", other, best, "optimizer")
         ahead = (
             f"; {best} ahead in {int((diffs < 0).sum())} of {len(diffs)} (optimizer, seed) pairs" if len(diffs) else ""
@@ -225,10 +230,7 @@ def interaction_answer(frame: pd.DataFrame, anova: stats.AnovaResult, effects, c
     if anova.interaction_p is None:
         return f"{head} Untestable: the init × optimizer interaction could not be estimated ({anova.status})."
     alpha = stats.alpha_of(confidence)
-    cells = frame.groupby(["optimizer", "init"], sort=False)[ACCURACY].mean().dropna()
-    best_per_optimizer = [
-        f"{optimizer}: {means.droplevel(0).idxmax()}" for optimizer, means in cells.groupby(level=0, sort=False)
-    ]
+    leaders = best_init_per_optimizer(frame)
     detected = [c for c in (effects.per_optimizer if effects else ()) if c.verdict == "different"]
     where = (
         "; per optimizer (Holm over all optimizers) the init difference is detected for "
@@ -239,14 +241,37 @@ def interaction_answer(frame: pd.DataFrame, anova: stats.AnovaResult, effects, c
         else "; per optimizer (Holm over all optimizers) no init difference is detected on its own"
     )
     if anova.interaction_p < alpha:
+        winners = {winner for winner, _ in leaders.values()}
+        what = (
+            f"the same init leads for every optimizer ({next(iter(winners))}); what depends on the optimizer is "
+            "the size of its lead"
+            if len(winners) == 1
+            else "the init effect differs between optimizers"
+        )
+        per = ", ".join(f"{o}: {w} ({lead})" for o, (w, lead) in leaders.items())
         return (
-            f"{head} **Yes**: init × optimizer interaction p = {p_text(anova.interaction_p)} < {alpha:g}. "
-            f"Highest mean per optimizer: {', '.join(best_per_optimizer)}{where}."
+            f"{head} **Yes**: init × optimizer interaction {p_is(anova.interaction_p)}, below alpha {alpha:g}: {what}. "
+            f"Highest mean per optimizer (lead over the next init): {per}{where}."
         )
     return (
-        f"{head} No dependence detected: init × optimizer interaction p = {p_text(anova.interaction_p)} "
-        f"(≥ {alpha:g}), so the overall init answer is the best estimate for every optimizer tested{where}."
+        f"{head} No dependence detected: init × optimizer interaction {p_is(anova.interaction_p)} "
+        f"(alpha {alpha:g}), so the overall init answer is the best estimate for every optimizer tested{where}."
     )
+
+
+def best_init_per_optimizer(frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Per optimizer, the init with the highest mean final test accuracy and its lead over the next one."""
+    leaders = {}
+    cells = frame.groupby(["optimizer", "init"], sort=False)[ACCURACY].mean().dropna()
+    for optimizer, means in cells.groupby(level=0, sort=False):
+        means = means.droplevel(0).sort_values(ascending=False)
+        if len(means) < 2:
+            continue
+        lead = float(means.iloc[0] - means.iloc[1])
+        tied = means.index[np.isclose(means.to_numpy(), means.iloc[0], rtol=0, atol=1e-12)]
+        winner = " = ".join(tied) if len(tied) > 1 else means.index[0]
+        leaders[optimizer] = (winner, "tie" if len(tied) > 1 else f"+{percent_points(lead)}")
+    return leaders
 
 
 def optimizer_answer(frame: pd.DataFrame, anova: stats.AnovaResult, confidence: float) -> str:
@@ -261,7 +286,7 @@ def optimizer_answer(frame: pd.DataFrame, anova: stats.AnovaResult, confidence: 
     apart, together, parts = [], [], []
     for comparison in effects.pooled:
         other = parse_label(comparison.label)[0]
-        text, _ = described(frame, ACCURACY, "optimizer", comparison, len(effects.pooled), confidence)
+        text = described(frame, ACCURACY, "optimizer", comparison, len(effects.pooled), confidence)
         parts.append(f"{comparison.label}: {text}")
         (apart if comparison.verdict == "different" and comparison.estimate < 0 else together).append(other)
     missing = [o for o in optimizers if o != best and o not in apart + together]
@@ -489,7 +514,7 @@ def comparison_rows(frame, response, factor, effects, confidence, unit="pp", sca
     for family, scope_of in ((effects.pooled, lambda c: f"all {within}s"), (effects.per_optimizer, None)):
         for comparison in family:
             other, reference, scope = parse_label(comparison.label)
-            text, _ = described(frame, response, factor, comparison, len(family), confidence, unit, scale)
+            text = described(frame, response, factor, comparison, len(family), confidence, unit, scale)
             rows.append(
                 {
                     **({"measure": label} if label else {}),
@@ -586,7 +611,9 @@ def speed_section(frame: pd.DataFrame, all_metrics: list[dict], target: float, c
             "**Fastest combinations** (highest mean validation accuracy over epochs, and every combination not "
             "distinguishable from it): "
             + ", ".join(
-                f"**{combination_label(m.init, m.optimizer)}** ({number(m.select_mean)})"
+                f"**{combination_label(m.init, m.optimizer)}** ({number(m.select_mean)}"
+                + (f"; lost {m.n_dropped} of {m.n_runs} seeds, mean of the rest" if m.n_dropped else "")
+                + ")"
                 for m in members.itertuples(index=False)
             )
             + f"{status}."
@@ -713,11 +740,12 @@ def isolated_cost(frame: pd.DataFrame, counts: pd.DataFrame, step_costs: pd.Data
     finite = [r for r in rows if math.isfinite(r["_compute"])]
     parts.append(markdown_table([{k: v for k, v in r.items() if k != "_compute"} for r in rows]))
     if rankable and finite:
-        least = min(finite, key=lambda r: r["_compute"])
+        least = min(r["_compute"] for r in finite)
+        tied = [r for r in finite if math.isclose(r["_compute"], least, rel_tol=1e-9)]
         parts.append(
-            f"Least compute to the target: **{least['init + optimizer']}** ({least['compute to target (s, isolated)']} s"
-            "); epochs to target counts whole epochs, so ties and one-epoch differences are common: the speed section "
-            "tests them."
+            f"Least compute to the target (median epochs × steps × per-step cost): "
+            f"{names(r['init + optimizer'] for r in tied)} ({tied[0]['compute to target (s, isolated)']} s). Epochs "
+            "to target counts whole epochs, so ties and one-epoch differences are common: the speed section tests them."
         )
     elif not finite:
         parts.append("No combination reached the target in most seeds, so compute to target is not available.")
@@ -763,9 +791,13 @@ def problems(frame: pd.DataFrame, counts: pd.DataFrame, best: stats.BestSet, tar
             lines.append(
                 f"- **Every run of {optimizer} diverged** ({len(runs)} runs): it has no accuracy or speed to report."
             )
+    all_diverged = {o for o, runs in frame.groupby("optimizer") if (runs["status"] == "diverged").all()}
     for row in counts.itertuples(index=False):
-        if row.n_completed == 0 and row.n_diverged < row.n_seeds:
-            lines.append(f"- **{combination_label(row.init, row.optimizer)}**: no completed run.")
+        if row.n_completed == 0 and row.optimizer not in all_diverged:
+            lines.append(
+                f"- **{combination_label(row.init, row.optimizer)}**: no completed run ({row.n_diverged} of "
+                f"{row.n_seeds} seeds diverged): no accuracy or speed to report."
+            )
     for run in frame[frame["status"] == "diverged"].itertuples(index=False):
         where = (
             f"epoch {int(run.diverged_epoch)}, step {int(run.diverged_step)}"
@@ -774,12 +806,14 @@ def problems(frame: pd.DataFrame, counts: pd.DataFrame, best: stats.BestSet, tar
         )
         lines.append(
             f"- **{run.run_id} diverged** (loss not finite at {where}, after {int(run.epochs_completed)} completed "
-            f"epochs, learning rate {run.lr:g}); left out of every mean and comparison except epochs to target "
+            f"epoch{'s' * (run.epochs_completed != 1)}, learning rate {run.lr:g}); left out of every mean and comparison except epochs to target "
             f"(counted as never reached). Suggested fix: lower `optimizers.{run.optimizer}.kwargs.lr` by "
             f"{SUGGESTED_LR_FACTOR}x, to {run.lr / SUGGESTED_LR_FACTOR:g}."
         )
     completed = frame[frame["status"] == "completed"]
-    if len(completed) and completed["reached_target"].any():
+    if len(completed) and not frame["reached_target"].any():
+        lines.append(f"- **No run reached validation accuracy {target:g}**: see the warning under Convergence speed.")
+    elif len(completed):
         for (init, optimizer), runs in completed.groupby(["init", "optimizer"], sort=False):
             missed = runs[~runs["reached_target"]]
             if len(missed):
