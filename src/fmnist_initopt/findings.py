@@ -68,15 +68,22 @@ def p_is(p: float) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def mean_with_interval(values, confidence: float, digits: int = 4) -> str:
-    """Mean over seeds with its descriptive interval (stats.mean_interval) when there are two or more values."""
+def mean_with_interval(values, confidence: float, digits: int = 4, limits: tuple[float, float] | None = None) -> str:
+    """Mean over seeds with its descriptive interval (stats.mean_interval) when there are two or more values,
+    cut to the metric's possible `limits` (with two seeds a t-interval of an accuracy can reach beyond 0 and 1)."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if not values.size:
         return "n/a"
     text = number(float(values.mean()), digits)
     low, high = stats.mean_interval(values, confidence)
+    if limits:
+        low, high = max(low, limits[0]), min(high, limits[1])
     return text if math.isnan(low) else f"{text} [{number(low, digits)}, {number(high, digits)}]"
+
+
+def accuracy_with_interval(values, confidence: float) -> str:
+    return mean_with_interval(values, confidence, limits=(0.0, 1.0))
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -437,8 +444,9 @@ def ranking_table(frame: pd.DataFrame, best: stats.BestSet, counts: pd.DataFrame
     means = frame.groupby(["init", "optimizer"], sort=False)[SELECTION].mean()
     order = counts.assign(
         eligible=[(r.init, r.optimizer) in in_set for r in counts.itertuples(index=False)],
+        is_best=[f"{r.init}/{r.optimizer}" == best_name for r in counts.itertuples(index=False)],
         select=[means.get((r.init, r.optimizer), math.nan) for r in counts.itertuples(index=False)],
-    ).sort_values(["eligible", "select"], ascending=[False, False], kind="stable", na_position="last")
+    ).sort_values(["eligible", "is_best", "select"], ascending=[False, False, False], kind="stable", na_position="last")
     rows = []
     for rank, row in enumerate(order.itertuples(index=False), start=1):
         key = (row.init, row.optimizer)
@@ -459,8 +467,8 @@ def ranking_table(frame: pd.DataFrame, best: stats.BestSet, counts: pd.DataFrame
             {
                 "rank": rank,
                 "init + optimizer": combination_label(*key),
-                "final validation accuracy (selects)": mean_with_interval(runs[SELECTION], confidence),
-                "final test accuracy (reports)": mean_with_interval(runs[ACCURACY], confidence),
+                "final validation accuracy (selects)": accuracy_with_interval(runs[SELECTION], confidence),
+                "final test accuracy (reports)": accuracy_with_interval(runs[ACCURACY], confidence),
                 "seeds completed / diverged": seeds_text(row),
                 "validation vs the best (paired, Holm)": versus,
                 "in the best set": member,
@@ -492,16 +500,16 @@ def summary_table(frame: pd.DataFrame, counts: pd.DataFrame, confidence: float) 
         entry = {
             "init + optimizer": combination_label(row.init, row.optimizer),
             "seeds completed / diverged": seeds_text(row),
-            "final test accuracy": mean_with_interval(runs[ACCURACY], confidence),
-            "final validation accuracy": mean_with_interval(runs[SELECTION], confidence),
-            "mean validation accuracy over epochs": mean_with_interval(runs["mean_val_accuracy"], confidence),
-            "epoch-1 validation accuracy": mean_with_interval(runs["epoch1_val_accuracy"], confidence),
+            "final test accuracy": accuracy_with_interval(runs[ACCURACY], confidence),
+            "final validation accuracy": accuracy_with_interval(runs[SELECTION], confidence),
+            "mean validation accuracy over epochs": accuracy_with_interval(runs["mean_val_accuracy"], confidence),
+            "epoch-1 validation accuracy": accuracy_with_interval(runs["epoch1_val_accuracy"], confidence),
             "epochs to target": epochs_to_target_text(runs),
         }
         if measured_cpu:
             completed = runs[runs["status"] == "completed"]
             entry["process CPU time (s, not a cost ranking)"] = mean_with_interval(
-                completed["process_cpu_seconds"], confidence, 1
+                completed["process_cpu_seconds"], confidence, 1, limits=(0.0, math.inf)
             )
         rows.append(entry)
     return markdown_table(rows)
