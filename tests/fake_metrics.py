@@ -55,11 +55,13 @@ def fake_metrics(
     epochs: int | None = None,
     with_diagnostics: bool = True,
     signal_scale: float | None = None,
+    cost: dict | None = None,
 ) -> dict:
     """A schema-valid metrics dict. `val_accuracy` lists the completed epochs; `diverged_at=(epoch, step)`
     makes a run that stopped there (its completed epochs are those listed, its test result null).
     `with_diagnostics=False` leaves the diagnostics out (a run recorded before they existed: not schema-valid);
-    `signal_scale` replaces the init's activation-std and gradient-norm scale of the diagnostics."""
+    `signal_scale` replaces the init's activation-std and gradient-norm scale of the diagnostics. `cost`
+    overrides fields of the run's own cost record (process CPU time, median step time, load it ran under)."""
     init_function, init_kwargs = INIT_FUNCTIONS.get(init, ("orthogonal_", {}))
     optimizer_class, optimizer_kwargs = OPTIMIZERS.get(optimizer, ("AdamW", {"lr": 0.001}))
     optimizer_kwargs = {**optimizer_kwargs, **({"lr": lr} if lr is not None else {})}
@@ -100,6 +102,16 @@ def fake_metrics(
         },
         "training_seconds": float(sum(epoch_seconds)),
         "divergence": {"epoch": diverged_at[0], "step": diverged_at[1], "loss": "nan"} if diverged else None,
+        "cost": {
+            "process_cpu_seconds": 1.9 * float(sum(epoch_seconds)),
+            "median_step_seconds": 0.002 if optimizer == "sgd" else 0.0025,
+            "steps_timed": 7 * completed,
+            "load_average_start": 1.5,
+            "load_average_end": 2.5,
+            "cpu_count": 2,
+            "threads": 2,
+            **(cost or {}),
+        },
         "init_weight_stats": _weight_stats(init, seed),
         **({"diagnostics": _diagnostics(init, completed, signal_scale)} if with_diagnostics else {}),
         "environment": {

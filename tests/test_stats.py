@@ -116,6 +116,20 @@ def test_holm_matches_statsmodels_and_hand_values_and_keeps_untestables():
     assert [c.p_value for c in out[:4]] == ps  # raw p-values untouched
 
 
+@PROPERTY
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
+def test_holm_adjusted_equals_statsmodels(p_values):
+    expected = multipletests(p_values, method="holm")[1]
+    assert stats.holm_adjusted(p_values) == pytest.approx(list(expected), abs=1e-12)
+
+
+def test_mean_interval_is_descriptive_and_degenerate_cases_are_explicit():
+    low, high = stats.mean_interval([0.80, 0.85, 0.93, np.nan], 0.95)  # the NaN (a diverged run) is ignored
+    assert low < np.mean([0.80, 0.85, 0.93]) < high
+    assert all(math.isnan(bound) for bound in stats.mean_interval([0.9], 0.95))  # one seed: no interval
+    assert stats.mean_interval([0.9, 0.9], 0.95) == (0.9, 0.9)
+
+
 # ---------------------------------------------------------------- minimum detectable effect
 
 

@@ -2,35 +2,50 @@
 
 Diverged runs stay in the per-run table (so they can be reported) but are left out of every mean,
 standard deviation and interval: their accuracy and time describe a failure, not the combination.
-A run that never reaches the target accuracy has no epochs- or seconds-to-target (NaN); the
-combination table counts those runs, and its means cover only the runs that did reach the target.
+Convergence speed has three per-run measures: the mean validation accuracy over the epochs (the area
+under the validation curve divided by the epochs), the validation accuracy after epoch 1, and the
+epochs to the target accuracy. A run that never reaches the target has no epochs-to-target (NaN) but a
+censored value, `epochs_to_target_censored` = epochs + 1, so comparisons count it instead of dropping it.
+Cost: what each run measured about itself (process CPU time, median step time, the load it ran under)
+is copied when present; wall times of runs that shared the machine are kept as data, never ranked.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from fmnist_initopt.atomic import atomic_path
+from fmnist_initopt.stats import mean_interval
 
 # Per-run metrics summarised per combination, and whether larger values are better.
 METRICS = {
     "test_accuracy": True,
     "best_val_accuracy": True,
     "final_val_accuracy": True,
+    "mean_val_accuracy": True,
+    "epoch1_val_accuracy": True,
     "epochs_to_target": False,
     "seconds_to_target": False,
     "training_seconds": False,
+    "process_cpu_seconds": False,
 }
 IDENTITY = ["init", "optimizer"]
+# The per-run block each metrics.json may carry about its own cost (absent in older files), and its columns.
+COST_FIELDS = {
+    "process_cpu_seconds": "process_cpu_seconds",
+    "median_step_seconds": "median_step_seconds",
+    "steps_timed": "steps_timed",
+    "load_average_start": "load_average_start",
+    "load_average_end": "load_average_end",
+    "cpu_count": "cpu_count",
+    "threads": "cost_threads",
+}
 
 
 def load_metrics(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -47,9 +62,13 @@ def first_epoch_reaching(val_accuracy: list[float], target: float) -> int | None
 
 def run_row(metrics: dict[str, Any], target_accuracy: float) -> dict[str, Any]:
     history = metrics["history"]
-    reached = first_epoch_reaching(history["val_accuracy"], target_accuracy)
+    val_accuracy = history["val_accuracy"]
+    epochs = metrics["spec"]["epochs"]
+    reached = first_epoch_reaching(val_accuracy, target_accuracy)
     divergence = metrics["divergence"] or {}
     hyperparameters = metrics["hyperparameters"]
+    steps_per_epoch = math.ceil(metrics["data"]["train"] / metrics["spec"]["batch_size"])
+    cost = metrics.get("cost") or {}
     return {
         "run_id": metrics["run"]["id"],
         "init": metrics["run"]["init"],
@@ -58,15 +77,24 @@ def run_row(metrics: dict[str, Any], target_accuracy: float) -> dict[str, Any]:
         "status": metrics["status"],
         "lr": hyperparameters["lr"],
         "hyperparameters": json.dumps(hyperparameters, sort_keys=True),
-        "epochs": metrics["spec"]["epochs"],
+        "epochs": epochs,
         "epochs_completed": len(history["epoch"]),
         "test_accuracy": _nan_if_none(metrics["test"]["accuracy"]),
-        "best_val_accuracy": max(history["val_accuracy"], default=math.nan),
-        "final_val_accuracy": history["val_accuracy"][-1] if history["val_accuracy"] else math.nan,
+        "best_val_accuracy": max(val_accuracy, default=math.nan),
+        "final_val_accuracy": val_accuracy[-1] if val_accuracy else math.nan,
+        # Area under the validation curve / epochs: only a full curve is comparable with the others.
+        "mean_val_accuracy": sum(val_accuracy) / len(val_accuracy)
+        if val_accuracy and len(val_accuracy) == epochs
+        else math.nan,
+        "epoch1_val_accuracy": val_accuracy[0] if val_accuracy else math.nan,
         "epochs_to_target": math.nan if reached is None else reached,
+        "epochs_to_target_censored": epochs + 1 if reached is None else reached,
+        "steps_per_epoch": steps_per_epoch,
+        "steps_to_target": math.nan if reached is None else reached * steps_per_epoch,
         # Wall time until the target was first met: every epoch up to and including that one.
         "seconds_to_target": math.nan if reached is None else float(sum(history["epoch_seconds"][:reached])),
         "training_seconds": metrics["training_seconds"],
+        **{column: _nan_if_none(cost.get(field)) for field, column in COST_FIELDS.items()},
         "diverged_epoch": divergence.get("epoch", math.nan),
         "diverged_step": divergence.get("step", math.nan),
     }
@@ -85,20 +113,12 @@ def summarize_runs(all_metrics: list[dict[str, Any]], target_accuracy: float) ->
     return summary
 
 
-def confidence_interval(values: Iterable[float], confidence: float) -> tuple[float, float]:
-    """Student-t interval of the mean; NaN bounds when fewer than two values (no spread to estimate)."""
-    sample = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if len(sample) < 2:
-        return math.nan, math.nan
-    mean, sem = sample.mean(), stats.sem(sample)
-    if sem == 0:
-        return float(mean), float(mean)
-    low, high = stats.t.interval(confidence, len(sample) - 1, loc=mean, scale=sem)
-    return float(low), float(high)
-
-
 def combine(summary: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """One row per (init, optimizer), in order of first appearance: counts, then mean, std and CI per metric."""
+    """One row per (init, optimizer), in order of first appearance: counts, then mean, std and CI per metric.
+
+    The interval is descriptive (stats.mean_interval, Student-t over completed seeds); no verdict is drawn from
+    two intervals overlapping or not: comparisons are paired tests in findings.md.
+    """
     rows = []
     for (init, optimizer), runs in summary.groupby(IDENTITY, sort=False):
         completed = runs[runs["status"] == "completed"]
@@ -109,12 +129,13 @@ def combine(summary: pd.DataFrame, confidence: float) -> pd.DataFrame:
             "n_seeds": len(runs),
             "n_completed": len(completed),
             "n_diverged": int((runs["status"] == "diverged").sum()),
-            "n_reached_target": int(completed["reached_target"].sum()),
+            # Every run whose validation accuracy reached the target, a later-diverged one included.
+            "n_reached_target": int(runs["reached_target"].sum()),
             "lr": runs["lr"].iloc[0],
         }
         for metric in METRICS:
             values = completed[metric].dropna()
-            low, high = confidence_interval(values, confidence)
+            low, high = mean_interval(values, confidence)
             row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
             row[f"{metric}_ci_low"] = low
@@ -126,53 +147,6 @@ def combine(summary: pd.DataFrame, confidence: float) -> pd.DataFrame:
 
 def combination_label(init: str, optimizer: str) -> str:
     return f"{init} + {optimizer}"
-
-
-def values_of(summary: pd.DataFrame, init: str, optimizer: str, metric: str) -> np.ndarray:
-    """A metric's per-seed values for one combination, from completed runs only (as in the means)."""
-    runs = summary[(summary["init"] == init) & (summary["optimizer"] == optimizer) & (summary["status"] == "completed")]
-    return runs[metric].dropna().to_numpy(dtype=float)
-
-
-def welch(a: np.ndarray, b: np.ndarray, confidence: float) -> dict[str, float]:
-    """mean(a) - mean(b), its Welch confidence interval and two-sided p-value.
-
-    NaN interval and p when either side has fewer than two values. When neither side varies
-    at all (e.g. every seed reached the target in the same epoch) the t statistic is undefined;
-    the difference is then exact ("exact": True): p = 1 if the values agree, else 0.
-    """
-    difference = float(np.mean(a) - np.mean(b)) if len(a) and len(b) else math.nan
-    result = {"difference": difference, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "exact": False}
-    if len(a) < 2 or len(b) < 2:
-        return result
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        exact = {"ci_low": difference, "ci_high": difference, "p_value": 1.0 if difference == 0 else 0.0, "exact": True}
-        return {**result, **exact}
-    with warnings.catch_warnings():
-        # One exactly constant side (common for epochs-to-target) is fine for Welch, but scipy warns about it.
-        if np.ptp(a) == 0 or np.ptp(b) == 0:
-            warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
-        test = stats.ttest_ind(a, b, equal_var=False)
-    interval = test.confidence_interval(confidence_level=confidence)
-    return {**result, "ci_low": float(interval.low), "ci_high": float(interval.high), "p_value": float(test.pvalue)}
-
-
-def distinguishable(
-    a: np.ndarray,
-    b: np.ndarray,
-    interval_a: tuple[float, float],
-    interval_b: tuple[float, float],
-    confidence: float,
-) -> bool | None:
-    """True only when both the per-combination intervals are disjoint and Welch's p < 1 - confidence.
-
-    None when there is no spread to judge by (fewer than two values on a side).
-    """
-    test = welch(a, b, confidence)
-    if math.isnan(test["p_value"]) or any(math.isnan(bound) for bound in (*interval_a, *interval_b)):
-        return None
-    disjoint = interval_a[1] < interval_b[0] or interval_b[1] < interval_a[0]
-    return disjoint and test["p_value"] < 1 - confidence
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:

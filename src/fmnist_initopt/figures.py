@@ -22,8 +22,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from fmnist_initopt.aggregate import combination_label, confidence_interval  # noqa: E402
+from fmnist_initopt.aggregate import combination_label  # noqa: E402
 from fmnist_initopt.atomic import atomic_path  # noqa: E402
+from fmnist_initopt.stats import mean_interval  # noqa: E402
 
 OPTIMIZER_COLOURS = list(plt.get_cmap("tab10").colors)
 INIT_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
@@ -123,7 +124,7 @@ def _completed_histories(all_metrics: list[dict], init: str, optimizer: str) -> 
 
 def _mean_and_band(curves: list[list[float]], confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     values = np.asarray(curves, dtype=float)
-    bands = np.array([confidence_interval(values[:, epoch], confidence) for epoch in range(values.shape[1])])
+    bands = np.array([mean_interval(values[:, epoch], confidence) for epoch in range(values.shape[1])])
     return values.mean(axis=0), bands[:, 0], bands[:, 1]
 
 
@@ -211,73 +212,124 @@ def _data_limits(combinations: pd.DataFrame, summary: pd.DataFrame, metric: str)
     return low - pad, high + pad
 
 
+def _completion_labels(axis, combinations: pd.DataFrame, count: str) -> None:
+    """ "k/n" above every slot: how many seeds completed (or reached the target), so no lost seed goes unseen."""
+    for position, row in enumerate(combinations.itertuples(index=False)):
+        axis.text(
+            position,
+            1.01,
+            f"{getattr(row, count)}/{row.n_seeds}",
+            transform=axis.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
+    axis.set_title(axis.get_title(), pad=18)
+
+
+def _zoom_to_accuracy(axis, combinations: pd.DataFrame, summary: pd.DataFrame, metric: str) -> None:
+    limits = _data_limits(combinations, summary, metric)
+    if limits:
+        axis.set_ylim(max(limits[0], 0), min(limits[1], 1))
+
+
 def accuracy_and_time(summary: pd.DataFrame, combinations: pd.DataFrame, confidence: float, path: str | Path) -> None:
-    """The brief's bar chart: final test accuracy (CI error bars) and training time per combination."""
+    """The brief's bar chart: final test accuracy (CI error bars) and the runs' own time per combination.
+
+    The time panel shows process CPU time when the runs recorded it, else wall time; either way it describes
+    runs that may have shared the machine, so the title says it is not a cost ranking."""
     styles = styles_for(combinations)
     figure, (accuracy_axis, time_axis) = plt.subplots(1, 2, figsize=(13, 5.5))
     _bar_axis(accuracy_axis, combinations, "test_accuracy", styles, summary)
-    limits = _data_limits(combinations, summary, "test_accuracy")
-    if limits:
-        accuracy_axis.set_ylim(max(limits[0], 0), min(limits[1], 1))
+    _zoom_to_accuracy(accuracy_axis, combinations, summary, "test_accuracy")
     accuracy_axis.set(
         ylabel="test accuracy (fraction correct)", title="Final test accuracy (y-axis zoomed to the data)"
     )
-    _bar_axis(time_axis, combinations, "training_seconds", styles, summary)
-    time_axis.set(ylabel="training time (s, training + validation)", title="Training time")
-    for axis, metric in ((accuracy_axis, "test_accuracy"), (time_axis, "training_seconds")):
+    cpu = "process_cpu_seconds_mean" in combinations and combinations["process_cpu_seconds_mean"].notna().any()
+    time_metric = "process_cpu_seconds" if cpu else "training_seconds"
+    _bar_axis(time_axis, combinations, time_metric, styles, summary)
+    time_axis.set(
+        ylabel="process CPU time (s)" if cpu else "training wall time (s, training + validation)",
+        title=("Process CPU time" if cpu else "Training wall time")
+        + " of the runs\n(runs may overlap: not a cost ranking)",
+    )
+    for axis, metric in ((accuracy_axis, "test_accuracy"), (time_axis, time_metric)):
         _label_missing(axis, combinations, metric, "diverged: no value")
+        _completion_labels(axis, combinations, "n_completed")
     multi_seed = combinations["n_completed"].max() > 1
     whiskers = f"error bars: {confidence:.0%} CI of the mean" if multi_seed else "one seed: no error bars"
-    figure.suptitle(f"Accuracy and cost per combination (dots: single seeds; {whiskers})")
+    figure.suptitle(f"Accuracy and time per combination (dots: single seeds; {whiskers}; numbers: seeds completed)")
     figure.tight_layout()
     outside_legend(figure, styles.legend_handles("bar"))
     save(figure, path)
 
 
+def _epochs_to_target_axis(axis, summary: pd.DataFrame, combinations: pd.DataFrame, styles: Styles) -> None:
+    """Median epochs to target per combination with never-reached runs censored at epochs + 1 (drawn as x)."""
+    epochs = int(summary["epochs"].max())
+    for position, row in enumerate(combinations.itertuples(index=False)):
+        runs = summary[(summary["init"] == row.init) & (summary["optimizer"] == row.optimizer)]
+        censored = runs["epochs_to_target_censored"].to_numpy(dtype=float)
+        if not len(censored):
+            continue
+        median = float(np.median(censored))
+        if median <= epochs:
+            axis.bar(position, median, width=0.7, **styles.bar(row.init, row.optimizer))
+        reached = censored[censored <= epochs]
+        axis.plot(np.full(len(reached), position), reached, "o", color="black", markersize=3, zorder=3)
+        never = len(censored) - len(reached)
+        if never:
+            axis.plot([position], [epochs + 1], "x", color="firebrick", markersize=8, zorder=3)
+    axis.axhline(epochs + 1, color="firebrick", linewidth=1, linestyle=(0, (2, 2)))
+    axis.text(
+        0.0,
+        epochs + 1,
+        " never (censored)",
+        color="firebrick",
+        va="bottom",
+        fontsize=9,
+        transform=axis.get_yaxis_transform(),
+    )
+    axis.set_xticks(range(len(combinations)), combinations["combination"], rotation=30, ha="right")
+    axis.set_xlim(-0.6, len(combinations) - 0.4)
+    axis.set_ylim(0, epochs + 1.8)
+    axis.yaxis.get_major_locator().set_params(integer=True)
+    axis.grid(True, axis="y", alpha=0.3)
+
+
 def epochs_to_target(
     summary: pd.DataFrame, combinations: pd.DataFrame, target_accuracy: float, confidence: float, path: str | Path
 ) -> None:
-    """Epochs and seconds until the validation accuracy first reaches the target, with how many seeds did."""
+    """Convergence speed three ways: epochs to the target (censored), epoch-1 and mean validation accuracy."""
     styles = styles_for(combinations)
-    figure, (epoch_axis, seconds_axis) = plt.subplots(1, 2, figsize=(13, 5.5))
-    _bar_axis(epoch_axis, combinations, "epochs_to_target", styles, summary)
-    _bar_axis(seconds_axis, combinations, "seconds_to_target", styles, summary)
-    epoch_axis.set_ylim(0, summary["epochs"].max() + 0.5)
-    epoch_axis.yaxis.get_major_locator().set_params(integer=True)
-    epoch_axis.set(ylabel="epochs to target (first epoch at or above it)", title="Epochs to target")
-    seconds_axis.set(ylabel="seconds to target (cumulative epoch wall time, s)", title="Time to target")
-    for axis, metric in ((epoch_axis, "epochs_to_target"), (seconds_axis, "seconds_to_target")):
-        if combinations[f"{metric}_mean"].isna().all():
-            axis.text(
-                0.5,
-                0.5,
-                f"no run reached validation accuracy {target_accuracy:g}",
-                transform=axis.transAxes,
-                ha="center",
-                va="center",
-                fontsize=11,
-                color="firebrick",
-            )
-        else:
-            _label_missing(axis, combinations, metric, "never reached")
-        for position, row in enumerate(combinations.itertuples(index=False)):
-            axis.text(
-                position,
-                1.01,
-                f"{row.n_reached_target}/{row.n_seeds}",
-                transform=axis.get_xaxis_transform(),
-                ha="center",
-                va="bottom",
-                fontsize=9,
-            )
-        axis.set_title(axis.get_title(), pad=18)
+    figure, (epoch_axis, first_axis, mean_axis) = plt.subplots(1, 3, figsize=(17, 5.5))
+    _epochs_to_target_axis(epoch_axis, summary, combinations, styles)
+    epoch_axis.set(ylabel="epochs to target (bar: median; dots: seeds)", title=f"Epochs to {target_accuracy:g}")
+    _completion_labels(epoch_axis, combinations, "n_reached_target")
+    for axis, metric, title in (
+        (first_axis, "epoch1_val_accuracy", "Validation accuracy after epoch 1"),
+        (mean_axis, "mean_val_accuracy", "Mean validation accuracy over epochs"),
+    ):
+        _bar_axis(axis, combinations, metric, styles, summary)
+        _zoom_to_accuracy(axis, combinations, summary, metric)
+        axis.set(ylabel="validation accuracy (fraction correct)", title=title)
+        _label_missing(axis, combinations, metric, "no completed run")
+        _completion_labels(axis, combinations, "n_completed")
+    if not summary["reached_target"].any():
+        epoch_axis.text(
+            0.5,
+            0.5,
+            f"no run reached validation accuracy {target_accuracy:g}",
+            transform=epoch_axis.transAxes,
+            ha="center",
+            va="center",
+            fontsize=11,
+            color="firebrick",
+        )
     multi_seed = combinations["n_completed"].max() > 1
-    whiskers = (
-        f"error bars: {confidence:.0%} CI over seeds that reached it" if multi_seed else "one seed: no error bars"
-    )
+    whiskers = f"error bars: {confidence:.0%} CI of the mean" if multi_seed else "one seed: no error bars"
     figure.suptitle(
-        f"Convergence to validation accuracy {target_accuracy:g}\n(numbers above the bars: seeds that "
-        f"reached it; {whiskers})"
+        f"Convergence speed (numbers above: seeds that reached {target_accuracy:g}, or completed; {whiskers})"
     )
     figure.tight_layout()
     outside_legend(figure, styles.legend_handles("bar"))

@@ -38,8 +38,8 @@ LR_SWEEP_SECTION = "results/lr_sweep.md"
 # Every figure: file stem -> title (used in findings.md); its report caption is workflow/report/<stem>.rst.
 FIGURES = {
     "learning_curves": "Training loss and validation accuracy per epoch",
-    "accuracy_and_time": "Final test accuracy and training time per combination",
-    "epochs_to_target": "Epochs and seconds to the target validation accuracy",
+    "accuracy_and_time": "Final test accuracy and the runs' own time per combination",
+    "epochs_to_target": "Convergence speed: epochs to the target, epoch-1 and mean validation accuracy",
     "init_weights": "Per-layer weight distributions right after initialisation",
     "signal_at_init": "Activation std and weight-gradient norm by layer at initialisation",
     "signal_grad_norms": "Weight-gradient norm by layer over the epochs",

@@ -12,7 +12,7 @@ localrules:
 rule aggregate:
     input:
         metrics=run_metrics(),
-        code=package_code("aggregate"),
+        code=package_code("aggregate", "stats"),
     output:
         summary=report(
             SUMMARY_CSV,
@@ -39,7 +39,7 @@ rule figures:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
         combinations=COMBINATIONS_CSV,
-        code=package_code("figures", "aggregate"),
+        code=package_code("figures", "aggregate", "stats"),
     output:
         **{name: report_figure(name, "figures") for name in SUMMARY_FIGURES},
     log:
@@ -56,8 +56,7 @@ rule findings:
     input:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
-        combinations=COMBINATIONS_CSV,
-        code=package_code("findings", "aggregate"),
+        code=package_code("findings", "aggregate", "stats"),
         figures=[figure_path(name) for name in findings_figures()],
         sections=diagnostic_sections(),
     output:
