@@ -223,8 +223,8 @@ def _ratio(value: float) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.3g}"
 
 
-def _names(items: Sequence[str]) -> str:
-    return ", ".join(f"**{item}**" for item in items)
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number != 1)}"
 
 
 def _outcome_text(row) -> str:
@@ -421,10 +421,10 @@ def depth_section(metrics_list: list[dict[str, Any]], confidence: float, n_resam
     lines = [
         HEADING,
         "",
-        f"{len(table)} runs: {len(depths)} depth{'s' * (len(depths) != 1)} ({', '.join(map(str, depths))} extra "
-        "3x3 conv + ReLU layers without normalisation after the second pooling; 0 is the brief's CNN) × "
-        f"{table['init'].nunique()} inits × {table['optimizer'].nunique()} optimizers × "
-        f"{table['seed'].nunique()} seed{'s' * (table['seed'].nunique() != 1)}, {first['spec']['epochs']} epochs on "
+        f"{_count(len(table), 'run')}: {_count(len(depths), 'depth')} ({', '.join(map(str, depths))} extra 3x3 "
+        "conv + ReLU layers without normalisation after the second pooling; 0 is the brief's CNN) × "
+        f"{_count(table['init'].nunique(), 'init')} × {_count(table['optimizer'].nunique(), 'optimizer')} × "
+        f"{_count(table['seed'].nunique(), 'seed')}, {_count(first['spec']['epochs'], 'epoch')} on "
         f"{first['data']['train']} training images.",
         "",
         _outcome_table(summary, several_seeds),
