@@ -56,12 +56,14 @@ def fake_metrics(
     with_diagnostics: bool = True,
     signal_scale: float | None = None,
     cost: dict | None = None,
+    depth: int = 0,
 ) -> dict:
     """A schema-valid metrics dict. `val_accuracy` lists the completed epochs; `diverged_at=(epoch, step)`
     makes a run that stopped there (its completed epochs are those listed, its test result null).
     `with_diagnostics=False` leaves the diagnostics out (a run recorded before they existed: not schema-valid);
     `signal_scale` replaces the init's activation-std and gradient-norm scale of the diagnostics. `cost`
-    overrides fields of the run's own cost record (process CPU time, median step time, load it ran under)."""
+    overrides fields of the run's own cost record (process CPU time, median step time, load it ran under).
+    `depth` extra conv layers weaken every init's logits but He's by 0.7 per layer."""
     init_function, init_kwargs = INIT_FUNCTIONS.get(init, ("orthogonal_", {}))
     optimizer_class, optimizer_kwargs = OPTIMIZERS.get(optimizer, ("AdamW", {"lr": 0.001}))
     optimizer_kwargs = {**optimizer_kwargs, **({"lr": lr} if lr is not None else {})}
@@ -71,7 +73,18 @@ def fake_metrics(
     train_loss = [2.0 / (epoch + 1) for epoch in range(completed)]
     return {
         "schema_version": 1,
-        "run": {"id": f"{init}_{optimizer}_seed{seed}", "init": init, "optimizer": optimizer, "seed": seed},
+        "run": {
+            "id": f"{init}_{optimizer}{f'_depth{depth}' if depth else ''}_seed{seed}",
+            "init": init,
+            "optimizer": optimizer,
+            "depth": depth,
+            "seed": seed,
+        },
+        "model": {
+            "extra_conv_layers": depth,
+            "description": "conv1 -> conv2" + " -> conv" * depth + " -> fc1 -> fc2",
+            "parameters": 421_642 + 36_928 * depth,
+        },
         "status": "diverged" if diverged else "completed",
         "spec": {
             "init": init,
@@ -84,6 +97,7 @@ def fake_metrics(
             "epochs": epochs or (diverged_at[0] if diverged else completed),
             "batch_size": 64,
             "split": {"val_source": "holdout", "val_size": 100, "split_seed": 0, "train_size": None},
+            **({"model": {"extra_conv_layers": depth}} if depth else {}),
         },
         "hyperparameters": {**optimizer_kwargs, "weight_decay": 0, "foreach": None},
         "data": {"validation_source": "holdout", "train": 400, "validation": 100, "test": 200},
@@ -113,7 +127,7 @@ def fake_metrics(
             **(cost or {}),
         },
         "init_weight_stats": _weight_stats(init, seed),
-        **({"diagnostics": _diagnostics(init, completed, signal_scale)} if with_diagnostics else {}),
+        **({"diagnostics": _diagnostics(init, completed, signal_scale, depth)} if with_diagnostics else {}),
         "environment": {
             "python": "3.11.2",
             "torch": "2.14.1",
@@ -128,17 +142,19 @@ def fake_metrics(
     }
 
 
-def _diagnostics(init: str, completed: int, scale: float | None = None) -> dict:
-    """A plausible signal record: He keeps the activation std near 1, Xavier's is weaker."""
-    layers = ["conv1", "conv2", "fc1", "fc2"]
+def _diagnostics(init: str, completed: int, scale: float | None = None, depth: int = 0) -> dict:
+    """A plausible signal record: He keeps the activation std near 1, Xavier's is weaker (and weakens with depth)."""
+    layers = ["conv1", "conv2", *(f"conv{3 + i}" for i in range(depth)), "fc1", "fc2"]
     scale = scale if scale is not None else 1.3 if init == "he" else 0.2
     snapshots = list(range(completed + 1))
+    activation_std = {layer: [scale * (1 + 0.1 * i)] * len(snapshots) for i, layer in enumerate(layers)}
+    activation_std["fc2"] = [value * (1.0 if init == "he" else 0.7**depth) for value in activation_std["fc2"]]
     return {
         "probe_size": 256,
         "probe_seed": 0,
         "layers": layers,
         "snapshot_epochs": snapshots,
-        "activation_std": {layer: [scale * (1 + 0.1 * i)] * len(snapshots) for i, layer in enumerate(layers)},
+        "activation_std": activation_std,
         "weight_grad_norm": {layer: [scale] * len(snapshots) for layer in layers},
         "grad_norm_mean": [1.0] * completed,
         "grad_norm_max": [2.0] * completed,

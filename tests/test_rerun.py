@@ -32,11 +32,11 @@ def edit_config(study, change):
 
 def analysis_rules(study):
     """Every rule that only reads finished grid runs: all rules but the data, training and target
-    rules, and the learning-rate sweep's report (the sweep is off in these studies)."""
+    rules, the learning-rate sweep's report (the sweep is off in these studies) and the depth report
+    (these studies train one depth)."""
     listed = study.snakemake("--list-rules").stdout.split()
-    return {
-        rule for rule in listed if rule not in ("all", "fetch_data", "lr_sweep_report") and not rule.startswith("train")
-    }
+    skipped = ("all", "fetch_data", "lr_sweep_report", "depth_report")
+    return {rule for rule in listed if rule not in skipped and not rule.startswith("train")}
 
 
 def trained(jobs):

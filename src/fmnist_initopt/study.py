@@ -6,6 +6,12 @@ the entry scripts; it holds no Snakemake objects and does not import the trainin
 The optional learning-rate sweep lives here too: every (init, optimizer, lr, seed) is its own
 training target, the optimizer's default learning rate is always part of its sweep, and a sweep
 point that is exactly a run of the main grid (default lr, a grid seed) is that run.
+
+The model's depth is an axis of the grid too: `model.extra_conv_layers` lists the depths N (extra 3x3
+conv + ReLU layers, see model.CNN) and every (init, optimizer, depth, seed) is its own run. Depth 0 is
+the brief's CNN: its runs keep the spec, the id and the directory they had before depth existed (the
+model settings appear in them only when they differ from the brief's), so existing results stay valid.
+The learning-rate sweep tunes the brief's CNN (depth 0) only.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +43,14 @@ class RunSpec:
     epochs: int
     batch_size: int
     split: dict[str, Any] = field(default_factory=dict)
+    extra_conv_layers: int = 0
 
     @property
     def run_id(self) -> str:
-        return f"{self.init}_{self.optimizer}_seed{self.seed}"
+        return run_id(self.init, self.optimizer, self.extra_conv_layers, self.seed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        spec = {
             "init": self.init,
             "init_function": self.init_function,
             "init_kwargs": self.init_kwargs,
@@ -54,6 +62,11 @@ class RunSpec:
             "batch_size": self.batch_size,
             "split": self.split,
         }
+        # Only a non-default model is spelled out: the brief's CNN keeps the spec (and the fingerprint,
+        # and so its finished runs and checkpoints) it had before the model had settings.
+        if self.extra_conv_layers:
+            spec["model"] = {"extra_conv_layers": self.extra_conv_layers}
+        return spec
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
@@ -74,7 +87,7 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int) -> RunSpec:
+def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int, depth: int = 0) -> RunSpec:
     init_def, optimizer_def = config["inits"][init], config["optimizers"][optimizer]
     training, validation = config["training"], config["validation"]
     return RunSpec(
@@ -94,6 +107,7 @@ def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int) -> Ru
             "split_seed": int(validation["split_seed"]),
             "train_size": _int_or_none(training["train_size"]),
         },
+        extra_conv_layers=int(depth),
     )
 
 
@@ -103,12 +117,51 @@ def canonical_json(value: Any) -> str:
 
 
 def run_spec_from_json(text: str) -> RunSpec:
-    return RunSpec(**json.loads(text))
+    fields = json.loads(text)
+    model = fields.pop("model", {})
+    return RunSpec(**fields, **model)
 
 
 def grid_runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(init, optimizer, seed) of the grid; each is trained at every depth of `depths(config)`."""
     grid = config["grid"]
     return list(itertools.product(grid["inits"], grid["optimizers"], grid["seeds"]))
+
+
+# --- The depth axis --------------------------------------------------------------------------------
+# A run's directory and id carry "_depth<N>" after the optimizer when N > 0, nothing at depth 0.
+MODEL_SUFFIX_PATTERN = r"(_depth[1-9][0-9]*)?"
+
+
+def depths(config: dict[str, Any]) -> list[int]:
+    """The depths the grid trains (`model.extra_conv_layers`), in increasing order."""
+    return sorted(int(depth) for depth in config["model"]["extra_conv_layers"])
+
+
+def main_depth(config: dict[str, Any]) -> int:
+    """The depth the main report analyses: the brief's CNN when the grid has it, else the shallowest."""
+    listed = depths(config)
+    return 0 if 0 in listed else listed[0]
+
+
+def model_suffix(depth: int) -> str:
+    return f"_depth{int(depth)}" if depth else ""
+
+
+def depth_of_suffix(suffix: str) -> int:
+    match = re.fullmatch(MODEL_SUFFIX_PATTERN, suffix)
+    if match is None:
+        raise ValueError(f"'{suffix}' is not a model suffix: expected nothing or _depth<N> with N >= 1")
+    return int(suffix[len("_depth") :]) if suffix else 0
+
+
+def run_id(init: str, optimizer: str, depth: int, seed: int) -> str:
+    return f"{init}_{optimizer}{model_suffix(depth)}_seed{seed}"
+
+
+def depth_of(metrics: dict[str, Any]) -> int:
+    """A run's depth from its metrics.json; runs written before depth existed are the brief's CNN."""
+    return int(metrics["run"].get("depth", 0))
 
 
 # repr() of a positive float: the shortest spelling that reads back as the same float
@@ -150,7 +203,8 @@ def sweep_points(config: dict[str, Any]) -> list[tuple[str, str, float, int]]:
 
 
 def is_grid_run(config: dict[str, Any], optimizer: str, lr: float, seed: int) -> bool:
-    return lr == default_lr(config, optimizer) and seed in config["grid"]["seeds"]
+    """Whether a (depth-0) sweep point is a run the grid trains anyway."""
+    return lr == default_lr(config, optimizer) and seed in config["grid"]["seeds"] and 0 in depths(config)
 
 
 def sweep_spec(config: dict[str, Any], init: str, optimizer: str, token: str, seed: int) -> RunSpec:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fmnist_initopt import checkpoint, diagnostics
 from fmnist_initopt.data import Splits
-from fmnist_initopt.model import build_model, weight_stats
+from fmnist_initopt.model import build_model, model_record, weight_stats
 from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
 from fmnist_initopt.study import RunSpec
 
@@ -99,7 +99,8 @@ def train_epoch(
 
 def model_and_optimizer(spec: RunSpec, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """The run's freshly initialised model, laid out for speed on `device`, and its optimizer."""
-    model = build_model(spec.init_function, spec.init_kwargs, spec.seed).to(device, memory_format=MEMORY_FORMAT)
+    model = build_model(spec.init_function, spec.init_kwargs, spec.seed, spec.extra_conv_layers)
+    model = model.to(device, memory_format=MEMORY_FORMAT)
     return model, build_optimizer(model, spec.optimizer_class, spec.optimizer_kwargs)
 
 
@@ -180,7 +181,14 @@ def train_run(
         test = {"loss": None, "accuracy": None}
     return {
         "schema_version": METRICS_SCHEMA_VERSION,
-        "run": {"id": spec.run_id, "init": spec.init, "optimizer": spec.optimizer, "seed": spec.seed},
+        "run": {
+            "id": spec.run_id,
+            "init": spec.init,
+            "optimizer": spec.optimizer,
+            "depth": spec.extra_conv_layers,
+            "seed": spec.seed,
+        },
+        "model": model_record(model),
         "status": "completed" if divergence is None else "diverged",
         "spec": spec.as_dict(),
         "hyperparameters": hyperparameters_in_use(optimizer),

@@ -24,7 +24,8 @@ CONDA_ENV = "../../envs/cluster.yaml"
 # --- Outputs: every path the workflow writes, named once ---------------------------------------
 RAW_FILE = f"data/{RAW_SUBDIR}/{{raw_name}}"
 RAW_FILES = [RAW_FILE.format(raw_name=name) for name in FILE_NAMES]
-RUN_DIR = "results/runs/{init}_{optimizer}_seed{seed}"
+# {model} is empty for the brief's CNN (depth 0) and "_depth<N>" otherwise, so depth-0 runs keep their paths.
+RUN_DIR = "results/runs/{init}_{optimizer}{model}_seed{seed}"
 SWEEP_DIR = "results/sweep/{init}_{optimizer}_lr{lr}_seed{seed}"
 # A run's resume point, named after its directory (unique for grid and sweep runs alike).
 CHECKPOINT_DIR = "results/checkpoints"
@@ -35,6 +36,7 @@ FINDINGS_MD = "results/findings.md"
 FINDINGS_HTML = "results/findings.html"
 SIGNAL_SECTION = "results/diagnostics.md"
 LR_SWEEP_SECTION = "results/lr_sweep.md"
+DEPTH_SECTION = "results/depth.md"
 # Every figure: file stem -> title (used in findings.md); its report caption is workflow/report/<stem>.rst.
 FIGURES = {
     "learning_curves": "Training loss and validation accuracy per epoch",
@@ -44,6 +46,7 @@ FIGURES = {
     "signal_at_init": "Activation std and weight-gradient norm by layer at initialisation",
     "signal_grad_norms": "Weight-gradient norm by layer over the epochs",
     "lr_sweep": "Final validation accuracy against the learning rate",
+    "depth": "Validation accuracy against depth per init and optimizer",
 }
 SUMMARY_FIGURES = [
     "learning_curves",
@@ -84,6 +87,7 @@ wildcard_constraints:
     seed=r"0|[1-9][0-9]*",
     raw_name="|".join(FILE_NAMES),
     lr=study.LR_TOKEN_PATTERN,
+    model=study.MODEL_SUFFIX_PATTERN,
 
 
 # --- Input functions and parameters ---------------------------------------------------------------
@@ -114,9 +118,19 @@ TRAINING_CODE = package_code(
 )
 
 
-def run_metrics():
+def run_path(init, optimizer, depth, seed):
+    return f"{RUN_DIR}/metrics.json".format(
+        init=init, optimizer=optimizer, model=study.model_suffix(depth), seed=seed
+    )
+
+
+def run_metrics(depths=None):
+    """Every grid run's metrics.json at each of `depths`; by default at the main depth only
+    (study.main_depth), so an analysis written for one model never mixes depths."""
+    depths = [study.main_depth(config)] if depths is None else depths
     return [
-        f"{RUN_DIR}/metrics.json".format(init=init, optimizer=optimizer, seed=seed)
+        run_path(init, optimizer, depth, seed)
+        for depth in depths
         for init, optimizer, seed in study.grid_runs(config)
     ]
 
@@ -124,7 +138,11 @@ def run_metrics():
 def spec_of(wildcards):
     """The settings that define one run, as one canonical string: they, and nothing else, decide a rerun."""
     spec = study.run_spec(
-        config, wildcards.init, wildcards.optimizer, int(wildcards.seed)
+        config,
+        wildcards.init,
+        wildcards.optimizer,
+        int(wildcards.seed),
+        study.depth_of_suffix(wildcards.model),
     )
     return study.canonical_json(spec.as_dict())
 
@@ -141,10 +159,10 @@ def checkpoint_of(wildcards, output):
 
 
 def sweep_metrics():
-    """Every sweep point's metrics.json; a point that is a grid run is that run's file."""
+    """Every sweep point's metrics.json (the sweep tunes depth 0); a point that is a grid run is that run's file."""
     return [
         (
-            f"{RUN_DIR}/metrics.json".format(init=init, optimizer=optimizer, seed=seed)
+            run_path(init, optimizer, 0, seed)
             if study.is_grid_run(config, optimizer, lr, seed)
             else f"{SWEEP_DIR}/metrics.json".format(
                 init=init, optimizer=optimizer, lr=study.lr_token(lr), seed=seed
@@ -172,9 +190,15 @@ def findings_figures():
     return SUMMARY_FIGURES + diagnostic_figures()
 
 
+def depth_on():
+    """Whether the grid has two or more depths to compare (results/depth.md)."""
+    return len(study.depths(config)) > 1
+
+
 def report_outputs():
     return [
         FINDINGS_MD,
         FINDINGS_HTML,
         *(figure_path(name) for name in findings_figures()),
+        *([DEPTH_SECTION, figure_path("depth")] if depth_on() else []),
     ]

@@ -1,0 +1,23 @@
+# The depth study's report: results/depth.md and its figure, from the runs of every depth in the grid.
+# Planned only when model.extra_conv_layers lists two or more depths (see report_outputs()).
+
+
+localrules:
+    depth_report,
+
+
+rule depth_report:
+    input:
+        metrics=run_metrics(study.depths(config)),
+        code=package_code("depth_analysis", "stats"),
+    output:
+        figure=report_figure("depth", "Depth"),
+        section=DEPTH_SECTION,
+    log:
+        "results/logs/depth_report.log",
+    conda:
+        CONDA_ENV
+    params:
+        confidence=config["report"]["confidence"],
+    script:
+        "../scripts/depth_report.py"
