@@ -1,6 +1,5 @@
 """The depth axis (issue 14): the model variants, a run's identity, the workflow's targets, the depth section."""
 
-import gc
 import math
 
 import jsonschema
@@ -234,15 +233,6 @@ SEEDS = range(1, 9)
 # Fewer resamples than the report's keep the bootstraps quick; the per-optimizer tests (8 pairs, 256 sign
 # flips) stay exact, and the pooled ones' p-value floor (about 1/1000) stays far below the alpha.
 RESAMPLES = 999
-
-
-@pytest.fixture(autouse=True)
-def cheap_garbage_collection():
-    """statsmodels' Holm correction (behind stats.holm) calls gc.collect() on every call, ~0.25 s of CPU each
-    with torch and pandas loaded; frozen objects are skipped, which makes a section ~50x faster to compute."""
-    gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 def section_of(runs, confidence=0.95):

@@ -25,7 +25,7 @@ UNSUPPORTED = 3
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT_SECONDS = 30
 # Their names sort into reading order: the report's menu lists categories sorted by name.
-CATEGORIES = ["1. Findings", "2. Figures", "3. Diagnostics", "4. Learning-rate sweep", "5. Tables"]
+CATEGORIES = ["1. Findings", "2. Figures", "3. Diagnostics", "4. Learning-rate sweep", "6. Tables"]
 SIGNAL_FIGURES = ["signal_at_init.png", "signal_grad_norms.png"]
 # The smallest study with every category: two grid runs, and one more lr per run for the sweep.
 STUDY = {

@@ -63,7 +63,8 @@ REPORT_CATEGORIES = {
     "figures": "2. Figures",
     "diagnostics": "3. Diagnostics",
     "sweep": "4. Learning-rate sweep",
-    "tables": "5. Tables",
+    "depth": "5. Depth study",
+    "tables": "6. Tables",
 }
 
 
@@ -177,12 +178,20 @@ def sweep_on():
 
 
 def diagnostic_sections():
-    """Markdown sections the findings include: the signal section, and the sweep's when it is on."""
-    return [SIGNAL_SECTION] + ([LR_SWEEP_SECTION] if sweep_on() else [])
+    """Markdown sections the findings include: the signal section, the sweep's and the depth study's when on."""
+    return (
+        [SIGNAL_SECTION]
+        + ([LR_SWEEP_SECTION] if sweep_on() else [])
+        + ([DEPTH_SECTION] if depth_on() else [])
+    )
 
 
 def diagnostic_figures():
-    return SIGNAL_FIGURES + (["lr_sweep"] if sweep_on() else [])
+    return (
+        SIGNAL_FIGURES
+        + (["lr_sweep"] if sweep_on() else [])
+        + (["depth"] if depth_on() else [])
+    )
 
 
 def findings_figures():
@@ -200,5 +209,4 @@ def report_outputs():
         FINDINGS_MD,
         FINDINGS_HTML,
         *(figure_path(name) for name in findings_figures()),
-        *([DEPTH_SECTION, figure_path("depth")] if depth_on() else []),
     ]

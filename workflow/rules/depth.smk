@@ -11,7 +11,7 @@ rule depth_report:
         metrics=run_metrics(study.depths(config)),
         code=package_code("depth_analysis", "stats"),
     output:
-        figure=report_figure("depth", "Depth"),
+        figure=report_figure("depth", "depth"),
         section=DEPTH_SECTION,
     log:
         "results/logs/depth_report.log",
