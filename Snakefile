@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/cost.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/diagnostics.smk"
 
@@ -20,4 +21,5 @@ rule all:
     default_target: True
     input:
         run_metrics(),
+        step_cost_outputs(),
         report_outputs(),

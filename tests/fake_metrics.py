@@ -78,7 +78,9 @@ def fake_metrics(
             "epochs": epochs or (diverged_at[0] if diverged else completed),
             "batch_size": 64,
             "split": {"val_source": "holdout", "val_size": 100, "split_seed": 0, "train_size": None},
+            "precision": "fp32",
         },
+        "precision": "fp32",
         "hyperparameters": {**optimizer_kwargs, "weight_decay": 0, "foreach": None},
         "data": {"validation_source": "holdout", "train": 400, "validation": 100, "test": 200},
         "history": {
@@ -98,6 +100,15 @@ def fake_metrics(
         "divergence": {"epoch": diverged_at[0], "step": diverged_at[1], "loss": "nan"} if diverged else None,
         "init_weight_stats": _weight_stats(init, seed),
         "diagnostics": _diagnostics(init, completed),
+        "cost": {
+            "process_cpu_seconds": float(sum(epoch_seconds)),
+            "median_step_seconds": 0.01,
+            "steps_timed": 16 * completed,
+            "load_average_start": 1.0,
+            "load_average_end": 1.0,
+            "cpu_count": 2,
+            "threads": 2,
+        },
         "environment": {
             "python": "3.11.2",
             "torch": "2.14.1",

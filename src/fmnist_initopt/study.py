@@ -36,6 +36,8 @@ class RunSpec:
     epochs: int
     batch_size: int
     split: dict[str, Any] = field(default_factory=dict)
+    # fp32 or bf16 (autocast): a different precision is a different result, hence part of the identity
+    precision: str = "fp32"
 
     @property
     def run_id(self) -> str:
@@ -53,6 +55,7 @@ class RunSpec:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "split": self.split,
+            "precision": self.precision,
         }
 
     def fingerprint(self) -> str:
@@ -94,6 +97,7 @@ def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int) -> Ru
             "split_seed": int(validation["split_seed"]),
             "train_size": _int_or_none(training["train_size"]),
         },
+        precision=training["precision"],
     )
 
 

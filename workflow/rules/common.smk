@@ -4,13 +4,23 @@
 import os
 from pathlib import Path
 
-from fmnist_initopt import study
+from fmnist_initopt import cost, study
 from fmnist_initopt.config import ConfigError, validated_config
-from fmnist_initopt.data import FILE_NAMES, RAW_SUBDIR
+from fmnist_initopt.data import (
+    FILE_NAMES,
+    PREPARED_MANIFEST,
+    PREPARED_SUBDIR,
+    RAW_SUBDIR,
+    prepared_file,
+)
 
+# Every job parses the workflow again; a PyTorch check that passed is remembered under .snakemake/
+# (see fmnist_initopt.config), so only the first parse after a change imports PyTorch.
 try:
     validated_config(
-        config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+        config,
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+        cache_dir=Path(".snakemake") / "fmnist-initopt",
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -24,12 +34,18 @@ CONDA_ENV = "../../envs/cluster.yaml"
 # --- Outputs: every path the workflow writes, named once ---------------------------------------
 RAW_FILE = f"data/{RAW_SUBDIR}/{{raw_name}}"
 RAW_FILES = [RAW_FILE.format(raw_name=name) for name in FILE_NAMES]
+# The raw files decoded once (rule prepare_data); the manifest records every array's checksum.
+PREPARED_DIR = f"data/{PREPARED_SUBDIR}"
+PREPARED_ARRAYS = [f"{PREPARED_DIR}/{prepared_file(name)}" for name in FILE_NAMES]
+PREPARED_MANIFEST_FILE = f"{PREPARED_DIR}/{PREPARED_MANIFEST}"
 RUN_DIR = "results/runs/{init}_{optimizer}_seed{seed}"
 SWEEP_DIR = "results/sweep/{init}_{optimizer}_lr{lr}_seed{seed}"
 # A run's resume point, named after its directory (unique for grid and sweep runs alike).
 CHECKPOINT_DIR = "results/checkpoints"
 SUMMARY_CSV = "results/summary.csv"
 COMBINATIONS_CSV = "results/combinations.csv"
+# Isolated per-step cost of each grid (init, optimizer), measured interleaved (rule step_cost).
+STEP_COST_CSV = "results/step_cost.csv"
 FINDINGS_MD = "results/findings.md"
 SIGNAL_SECTION = "results/diagnostics.md"
 LR_SWEEP_SECTION = "results/lr_sweep.md"
@@ -149,6 +165,10 @@ def diagnostic_sections():
 
 def diagnostic_figures():
     return SIGNAL_FIGURES + (["lr_sweep"] if sweep_on() else [])
+
+
+def step_cost_outputs():
+    return [STEP_COST_CSV]
 
 
 def report_outputs():
