@@ -45,7 +45,7 @@ from fmnist_initopt.environment import cpu_model
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_FILES = ("Snakefile", "workflow", "src", "config", "envs")
 RAW_SUBDIR = Path("FashionMNIST") / "raw"
 DEFAULT_OUTPUT = REPO / "docs" / "benchmark-results.md"
@@ -95,7 +95,7 @@ def project(precision: str) -> str:
 
 
 def epoch_and_eval(
-    data_root: Path, threads: int, sizes: dict, repeats: int, precisions: list[str]
+    data_root: Path, threads: int, sizes: dict, repeats: int, precisions: list[str], device: str
 ) -> dict[str, list[dict]]:
     """(a)/(b) timings of the reference and of the project in each precision, rotating which goes
     first so none always meets the same load."""
@@ -117,6 +117,8 @@ def epoch_and_eval(
             *common,
             "--precision",
             precision,
+            "--device",
+            device,
         ]
     names = list(commands)
     results: dict[str, list[dict]] = {name: [] for name in names}
@@ -137,7 +139,7 @@ def study_config(kind: str, smoke: bool) -> tuple[dict, dict]:
     return overlay, deep_update(base, overlay)
 
 
-def project_study(data_root: Path, threads: int, overlay: dict, precision: str) -> dict:
+def project_study(data_root: Path, threads: int, overlay: dict, precision: str, device: str) -> dict:
     """One study through Snakemake, in a scratch copy of the workflow, up to the training; the data is
     given (not fetched), and decoding it (rule prepare_data) is part of the time."""
     with tempfile.TemporaryDirectory(prefix="fmnist-bench-") as scratch:
@@ -151,10 +153,12 @@ def project_study(data_root: Path, threads: int, overlay: dict, precision: str) 
         shutil.copytree(data_root / RAW_SUBDIR, workspace / "data" / RAW_SUBDIR)
         # The given files are the data (the real ones match the config's pins; --smoke's are synthetic).
         given = {name: sha256_of(data_root / RAW_SUBDIR / name) for name in FILE_NAMES}
-        overlay = deep_update(overlay, {"training": {"precision": precision}, "data": {"sha256": given}})
+        overlay = deep_update(
+            overlay, {"training": {"precision": precision}, "data": {"sha256": given}, "device": device}
+        )
         (workspace / "benchmark.yaml").write_text(yaml.safe_dump(overlay))
         snakemake = [
-            SNAKEMAKE,
+            *SNAKEMAKE,
             "--cores",
             str(threads),
             "--configfile",
@@ -167,8 +171,19 @@ def project_study(data_root: Path, threads: int, overlay: dict, precision: str) 
         if result.pop("returncode") != 0:
             raise RuntimeError(f"{shlex.join(snakemake)} failed:\n{result['stderr_tail']}")
         del result["stderr_tail"]
-        used = {json.loads(path.read_text())["precision"] for path in workspace.glob("results/runs/*/metrics.json")}
-        return {**result, "precision": "/".join(sorted(used))}
+        runs = [json.loads(path.read_text()) for path in sorted(workspace.glob("results/runs/*/metrics.json"))]
+        return {
+            **result,
+            "precision": "/".join(sorted({run["precision"] for run in runs})),
+            "device": "/".join(sorted({run["environment"]["device"] for run in runs})),
+            "runs": {
+                run["run"]["id"]: {
+                    "test_accuracy": run["test"]["accuracy"],
+                    "median_step_seconds": run["cost"]["median_step_seconds"],
+                }
+                for run in runs
+            },
+        }
 
 
 def reference_study(data_root: Path, threads: int, config: dict) -> dict:
@@ -201,12 +216,14 @@ def reference_study(data_root: Path, threads: int, config: dict) -> dict:
     return {**result, "runs": len(combinations)}
 
 
-def studies(data_root: Path, threads: int, kind: str, smoke: bool, precisions: list[str]) -> dict[str, dict]:
-    """One study kind: the project in each precision, then the reference script (fp32)."""
+def studies(
+    data_root: Path, threads: int, kind: str, smoke: bool, precisions: list[str], device: str
+) -> dict[str, dict]:
+    """One study kind: the project in each precision, then the reference script (fp32, on the CPU)."""
     overlay, config = study_config(kind, smoke)
     results = {}
     for precision in precisions:
-        results[project(precision)] = project_study(data_root, threads, overlay, precision)
+        results[project(precision)] = project_study(data_root, threads, overlay, precision, device)
         print(f"  {project(precision)} {kind} study: {results[project(precision)]}", file=sys.stderr, flush=True)
     results["reference"] = reference_study(data_root, threads, config)
     print(f"  reference {kind} study: {results['reference']}", file=sys.stderr, flush=True)
@@ -214,8 +231,10 @@ def studies(data_root: Path, threads: int, kind: str, smoke: bool, precisions: l
     return results
 
 
-def precision_label(requested: str, used: str) -> str:
-    return requested if used == requested else f"{requested} (ran as {used}: no native bfloat16)"
+def precision_label(requested: str, result: dict) -> str:
+    used = result["precision"]
+    label = requested if used == requested else f"{requested} (ran as {used}: no native bfloat16)"
+    return label if result["device"] == "cpu" else f"{label} on {result['device']}"
 
 
 def row(label: str, reference_seconds: float, project_seconds: float, reference_mb: float, project_mb: float) -> list:
@@ -258,7 +277,7 @@ def table_rows(timings: dict[str, list[dict]], study_results: dict[str, dict], s
             if name == "reference":
                 continue
             requested = name.split()[-1]
-            label = f"{measure}, {precision_label(requested, runs[0]['precision'])}"
+            label = f"{measure}, {precision_label(requested, runs[0])}"
             best = min(r[key] for r in runs)
             rows.append(row(label, best_reference[key], best, reference_peak, max(r["peak_rss_mb"] for r in runs)))
     for kind, results in study_results.items():
@@ -268,7 +287,7 @@ def table_rows(timings: dict[str, list[dict]], study_results: dict[str, dict], s
                 continue
             label = (
                 f"({'c' if kind == 'quick' else 'd'}) {kind} study, {reference_run['runs']} runs x "
-                f"{results['epochs']} epochs, {precision_label(name.split()[-1], result['precision'])}"
+                f"{results['epochs']} epochs, {precision_label(name.split()[-1], result)}"
             )
             rows.append(
                 row(
@@ -317,12 +336,16 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of (a)/(b) per contender")
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="the project's device (the reference runs on the CPU)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one combination, one epoch")
     parser.add_argument("--skip-study", action="store_true", help="leave out (c)")
     parser.add_argument("--study-size", action="store_true", help="add (d), the default study's size with one seed")
     parser.add_argument(
         "--output", type=Path, help=f"Markdown file for the results (default {DEFAULT_OUTPUT}, none with --smoke)"
     )
+    parser.add_argument("--json", type=Path, help="also write every measurement (each run's too) to this JSON file")
     args = parser.parse_args(argv)
     if not (args.data_root / RAW_SUBDIR).is_dir():
         sys.exit(f"no {args.data_root / RAW_SUBDIR}: run `snakemake --cores 1 fetch_data` first, or pass --data-root")
@@ -338,9 +361,13 @@ def main(argv=None) -> None:
     if args.smoke:
         header["sizes"] = "SMOKE (a few hundred images): checks the script, measures nothing"
     print(f"benchmark: {header['CPU']}, {header['software']}{', SMOKE sizes' if args.smoke else ''}", flush=True)
-    timings = epoch_and_eval(args.data_root, args.threads, sizes, args.repeats, args.precisions)
+    if args.device == "cuda":
+        header["GPU"] = f"{torch.cuda.get_device_name()} (the project's device; the reference runs on the CPU)"
+    timings = epoch_and_eval(args.data_root, args.threads, sizes, args.repeats, args.precisions, args.device)
     kinds = ([] if args.skip_study else ["quick"]) + (["study-size"] if args.study_size else [])
-    study_results = {kind: studies(args.data_root, args.threads, kind, args.smoke, args.precisions) for kind in kinds}
+    study_results = {
+        kind: studies(args.data_root, args.threads, kind, args.smoke, args.precisions, args.device) for kind in kinds
+    }
     header["load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
     rows = table_rows(timings, study_results, sizes)
     print(tabulate(rows, headers=HEADERS, floatfmt=".2f") + "\n" + notes(args.repeats))
@@ -348,6 +375,10 @@ def main(argv=None) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(markdown(rows, header, args.repeats))
         print(f"written to {output}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"header": header, "epoch_and_eval": timings, "studies": study_results}, indent=2)
+        )
 
 
 if __name__ == "__main__":
