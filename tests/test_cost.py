@@ -49,7 +49,8 @@ def test_only_every_fiftieth_step_is_timed():
 
 def test_a_resumed_run_adds_its_cost_to_what_the_checkpoint_carried():
     before = {"process_cpu_seconds": 12.5, "step_seconds": [0.01, 0.03], "load_average_start": 3.0}
-    resumed = training.RunCost.resumed(torch.device("cpu"), before)
+    resumed = training.RunCost(training.StepTimer(torch.device("cpu")))
+    resumed.resume(before)
     resumed.timer.seconds.append(0.02)
     recorded = resumed.record()
     assert recorded["process_cpu_seconds"] >= 12.5

@@ -19,28 +19,27 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from fmnist_initopt.study import RunSpec, run_spec
+
 # Columns of results/step_cost.csv, in order; cpu_model is the GPU's model when it ran on one.
 COLUMNS = ("init", "optimizer", "median_step_seconds", "repeats", "cpu_model")
+# What defines a combination's step (RunSpec fields): not the seed, the epochs or the split.
+COMBINATION_FIELDS = ("init", "init_function", "init_kwargs", "optimizer", "optimizer_class", "optimizer_kwargs")
 # Seed of the synthetic batch every combination trains on.
 BATCH_SEED = 0
 
 
 def plan(config: dict[str, Any]) -> dict[str, Any]:
-    """Everything the measurement depends on, from the config: the grid's inits and optimizers as
-    defined, the batch size, the precision and the device requested, the steps and repeats."""
+    """Everything the measurement depends on, from the config: the grid's inits and optimizers as the
+    runs define them (numbers spelt one way, as in their RunSpec), the batch size, the precision and
+    the device requested, the steps and repeats."""
     grid, training = config["grid"], config["training"]
+    combinations = []
+    for init, optimizer in itertools.product(grid["inits"], grid["optimizers"]):
+        spec = run_spec(config, init, optimizer, grid["seeds"][0]).as_dict()
+        combinations.append({key: spec[key] for key in COMBINATION_FIELDS})
     return {
-        "combinations": [
-            {
-                "init": init,
-                "init_function": config["inits"][init]["function"],
-                "init_kwargs": config["inits"][init].get("kwargs", {}),
-                "optimizer": optimizer,
-                "optimizer_class": config["optimizers"][optimizer]["class"],
-                "optimizer_kwargs": config["optimizers"][optimizer]["kwargs"],
-            }
-            for init, optimizer in itertools.product(grid["inits"], grid["optimizers"])
-        ],
+        "combinations": combinations,
         "batch_size": training["batch_size"],
         "precision": training["precision"],
         "device": config["device"],
@@ -79,7 +78,6 @@ def measure_step_costs(step_plan: dict[str, Any]) -> list[dict[str, Any]]:
     import torch
 
     from fmnist_initopt.environment import device_name, precision_in_use, resolve_device
-    from fmnist_initopt.study import RunSpec
     from fmnist_initopt.training import model_and_optimizer, optimizer_step, synchronize
 
     device = resolve_device(step_plan["device"])

@@ -177,13 +177,11 @@ class RunCost:
             "load_average_start": self.load_average_start,
         }
 
-    @classmethod
-    def resumed(cls, device: torch.device, state: dict[str, Any]) -> RunCost:
-        return cls(
-            StepTimer(device, seconds=state["step_seconds"]),
-            cpu_seconds_before=state["process_cpu_seconds"],
-            load_average_start=state["load_average_start"],
-        )
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue the cost of the processes before, as their checkpoint's state() recorded it."""
+        self.cpu_seconds_before = state["process_cpu_seconds"]
+        self.timer.seconds = list(state["step_seconds"])
+        self.load_average_start = state["load_average_start"]
 
     def record(self) -> dict[str, Any]:
         """The metrics.json "cost" block (described in workflow/schemas/metrics.schema.yaml)."""
@@ -233,7 +231,7 @@ def train_run(
         history = saved["history"]
         init_stats = saved["init_stats"]
         signal = saved["diagnostics"]
-        cost = RunCost.resumed(device, saved["cost"])
+        cost.resume(saved["cost"])
         log.info("%s: resuming after epoch %d from %s", spec.run_id, len(history["epoch"]), checkpoint_path)
 
     log.info(
