@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/cost.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/depth.smk"
@@ -21,4 +22,5 @@ rule all:
     default_target: True
     input:
         run_metrics(),
+        step_cost_outputs(),
         report_outputs(),

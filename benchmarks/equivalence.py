@@ -1,35 +1,48 @@
-"""Same learning: test accuracy after EPOCHS epochs of the brief's loop and the project's, same seeds.
+"""Same learning, measured as final test accuracy over seeds. Two comparisons:
 
-Both train He + Adam on the workflow's split (50,000 images, batch 64) and report test accuracy per
-seed and averaged; the data order differs between the loops (DataLoader shuffle vs the project's
-seeded permutation), so single runs differ by seed noise and the averages are what to compare.
+  --compare reference (default)  the brief's loop against the project's (fp32), He + Adam. The data
+      order differs between the loops (DataLoader shuffle vs the project's seeded permutation), so
+      single runs differ by seed noise and the averages are what to compare.
+  --compare precision            the project in bf16 against fp32, for every (init, optimizer) of the
+      default grid (config/config.yaml). A seed gives both precisions the same initial weights and
+      data order, so the difference is paired per seed; bf16 passes for a combination when the mean
+      difference is smaller than the seed-to-seed spread (the larger standard deviation of the two).
+
+Both train on the workflow's split (50,000 images unless --train-size, batch 64).
 
     .venv/bin/python benchmarks/equivalence.py [--seeds 1 2 3] [--epochs 2] [--threads 2]
+    .venv/bin/python benchmarks/equivalence.py --compare precision --seeds 1 2 3 --epochs 10
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from pathlib import Path
 
 import torch
+import yaml
 from tabulate import tabulate
 
 HERE = Path(__file__).resolve().parent
 import reference_loop  # noqa: E402
-from project_loop import HE_ADAM  # noqa: E402
+from project_loop import HE_ADAM, splits_from_raw  # noqa: E402
 
-from fmnist_initopt.data import load_splits  # noqa: E402
-from fmnist_initopt.study import RunSpec  # noqa: E402
+from fmnist_initopt.environment import precision_in_use  # noqa: E402
+from fmnist_initopt.study import RunSpec, run_spec  # noqa: E402
 from fmnist_initopt.training import train_run  # noqa: E402
 
-SPLIT = {"source": "holdout", "size": 10_000, "seed": 0, "train_size": None}
+CPU = torch.device("cpu")
 
 
-def reference_accuracy(root, seed, epochs):
-    train, _, test = reference_loop.datasets(root, SPLIT)
+def split_of(train_size):
+    return {"source": "holdout", "size": 10_000, "seed": 0, "train_size": train_size}
+
+
+def reference_accuracy(root, split, seed, epochs):
+    train, _, test = reference_loop.datasets(root, split)
     model, optimizer = reference_loop.new_run("he", "adam", seed)
     loader = torch.utils.data.DataLoader(train, batch_size=reference_loop.BATCH_SIZE, shuffle=True)
     for _ in range(epochs):
@@ -37,34 +50,66 @@ def reference_accuracy(root, seed, epochs):
     return reference_loop.evaluate_model(model, torch.utils.data.DataLoader(test, batch_size=64))
 
 
-def project_accuracy(root, seed, epochs):
-    splits = load_splits(root, SPLIT["source"], SPLIT["size"], SPLIT["seed"], SPLIT["train_size"])
-    spec = RunSpec(**HE_ADAM, seed=seed, epochs=epochs, batch_size=64)
-    return train_run(spec, splits, torch.device("cpu"))["test"]["accuracy"]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=HERE.parent / "data")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+def compare_reference(root, seeds, epochs, train_size):
+    split = split_of(train_size)
+    splits = splits_from_raw(root, split)
     rows = []
-    for seed in args.seeds:
-        rows.append(
-            [
-                seed,
-                reference_accuracy(args.data_root, seed, args.epochs),
-                project_accuracy(args.data_root, seed, args.epochs),
-            ]
-        )
+    for seed in seeds:
+        project = train_run(RunSpec(**HE_ADAM, seed=seed, epochs=epochs, batch_size=64), splits, CPU)
+        rows.append([seed, reference_accuracy(root, split, seed, epochs), project["test"]["accuracy"]])
         print(f"  seed {seed}: reference {rows[-1][1]:.4f}, project {rows[-1][2]:.4f}", file=sys.stderr, flush=True)
     means = [statistics.mean(row[i] for row in rows) for i in (1, 2)]
     rows.append(["mean", *means])
     print(tabulate(rows, headers=["seed", "reference test acc", "project test acc"], floatfmt=".4f"))
     print(f"difference of means (project - reference): {100 * (means[1] - means[0]):+.2f} percentage points")
+
+
+def precision_parity_rows(accuracies: dict[tuple[str, str], dict[str, list[float]]]) -> list[list]:
+    """Per combination: mean test accuracy in each precision, the mean paired difference and the
+    seed-to-seed spread (percentage points), and whether the difference is within the spread."""
+    rows = []
+    for (init, optimizer), by_precision in accuracies.items():
+        fp32, bf16 = by_precision["fp32"], by_precision["bf16"]
+        difference = 100 * statistics.mean(b - f for b, f in zip(bf16, fp32))
+        spread = 100 * max(statistics.stdev(fp32), statistics.stdev(bf16)) if len(fp32) > 1 else float("nan")
+        within = "yes" if abs(difference) < spread else "no" if spread == spread else "n/a (one seed)"
+        rows.append([f"{init} + {optimizer}", statistics.mean(fp32), statistics.mean(bf16), difference, spread, within])
+    return rows
+
+
+def compare_precision(root, seeds, epochs, train_size):
+    config = yaml.safe_load((HERE.parent / "config" / "config.yaml").read_text())
+    config["training"].update(epochs=epochs, train_size=train_size)
+    splits = splits_from_raw(root, split_of(train_size))
+    if precision_in_use("bf16", CPU) != "bf16":
+        sys.exit("this CPU has no native bfloat16: the bf16 runs would be fp32 runs (see the warning above)")
+    grid = config["grid"]
+    accuracies = {}
+    for init, optimizer in itertools.product(grid["inits"], grid["optimizers"]):
+        accuracies[init, optimizer] = {}
+        for precision in ("fp32", "bf16"):
+            config["training"]["precision"] = precision
+            accuracies[init, optimizer][precision] = [
+                train_run(run_spec(config, init, optimizer, seed), splits, CPU)["test"]["accuracy"] for seed in seeds
+            ]
+        print(f"  {init} + {optimizer}: {accuracies[init, optimizer]}", file=sys.stderr, flush=True)
+    headers = ["combination", "fp32 test acc", "bf16 test acc", "bf16 - fp32 (pp)", "seed spread (pp)", "within spread"]
+    print(f"{len(seeds)} seeds, {epochs} epochs, {len(splits.train_y):,} training images")
+    print(tabulate(precision_parity_rows(accuracies), headers=headers, floatfmt=".4f"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=("reference", "precision"), default="reference")
+    parser.add_argument("--data-root", type=Path, default=HERE.parent / "data")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-size", type=int, default=None, help="training images (default: all 50,000)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    compare = compare_reference if args.compare == "reference" else compare_precision
+    compare(args.data_root, args.seeds, args.epochs, args.train_size)
 
 
 if __name__ == "__main__":

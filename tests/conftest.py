@@ -28,6 +28,8 @@ TINY_CONFIG = {
     "validation": {"source": "holdout", "size": 100, "split_seed": 0},
     "device": "cpu",
     "report": {"target_accuracy": 0.5},
+    # one step per combination: the study tests check the rule runs, not the timing
+    "step_cost": {"steps": 1, "repeats": 1},
 }
 
 

@@ -98,7 +98,9 @@ def fake_metrics(
             "batch_size": 64,
             "split": {"val_source": "holdout", "val_size": 100, "split_seed": 0, "train_size": None},
             **({"model": {"extra_conv_layers": depth}} if depth else {}),
+            "precision": "fp32",
         },
+        "precision": "fp32",
         "hyperparameters": {**optimizer_kwargs, "weight_decay": 0, "foreach": None},
         "data": {"validation_source": "holdout", "train": 400, "validation": 100, "test": 200},
         "history": {

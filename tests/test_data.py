@@ -1,17 +1,36 @@
 import gzip
+import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
-from synthetic import write_synthetic_source
+from synthetic import synthetic_arrays, write_synthetic_source
 
-from fmnist_initopt.data import FILE_NAMES, DataError, fetch_raw_files, load_splits, raw_dir
+from fmnist_initopt.data import (
+    FILE_NAMES,
+    PREPARED_MANIFEST,
+    DataError,
+    fetch_raw_files,
+    load_splits,
+    prepare_data,
+    prepared_dir,
+    prepared_file,
+    raw_dir,
+    sha256_of,
+)
 
 
 @pytest.fixture
 def good_source(tmp_path):
     directory = tmp_path / "good"
     return directory, write_synthetic_source(directory)
+
+
+def fetched_and_prepared(root, source, checksums):
+    fetch_raw_files(root, [str(source)], checksums)
+    prepare_data(raw_dir(root), prepared_dir(root))
+    return prepared_dir(root)
 
 
 def leftovers(root):
@@ -22,9 +41,9 @@ def leftovers(root):
 def test_good_files_land_verified_and_loadable(tmp_path, good_source):
     source, checksums = good_source
     root = tmp_path / "data"
-    fetch_raw_files(root, [str(source)], checksums)
+    prepared = fetched_and_prepared(root, source, checksums)
     assert sorted(p.name for p in raw_dir(root).iterdir()) == sorted(FILE_NAMES)
-    splits = load_splits(root, "holdout", 100, 0, None)
+    splits = load_splits(prepared, "holdout", 100, 0, None, pinned_sha256=checksums)
     assert splits.sizes() == {"train": 500, "validation": 100, "test": 200}
     assert splits.train_x.shape[1:] == (1, 28, 28)
     assert -1.0 <= splits.train_x.min() and splits.train_x.max() <= 1.0
@@ -58,10 +77,47 @@ def test_all_bad_sources_fail_with_what_was_tried_and_leave_nothing_partial(tmp_
 def test_split_is_fixed_by_split_seed_and_test_mode_reuses_the_test_set(tmp_path, good_source):
     source, checksums = good_source
     root = tmp_path / "data"
-    fetch_raw_files(root, [str(source)], checksums)
-    a, b = load_splits(root, "holdout", 100, 0, 50), load_splits(root, "holdout", 100, 0, 50)
-    c = load_splits(root, "holdout", 100, 1, 50)
+    prepared = fetched_and_prepared(root, source, checksums)
+    a, b = load_splits(prepared, "holdout", 100, 0, 50), load_splits(prepared, "holdout", 100, 0, 50)
+    c = load_splits(prepared, "holdout", 100, 1, 50)
     assert torch.equal(a.val_x, b.val_x) and torch.equal(a.train_x, b.train_x)
     assert not torch.equal(a.val_x, c.val_x)
-    as_test = load_splits(root, "test", 100, 0, None)
+    as_test = load_splits(prepared, "test", 100, 0, None)
     assert torch.equal(as_test.val_x, as_test.test_x) and as_test.sizes()["train"] == 600
+
+
+def test_prepared_arrays_hold_the_raw_files_and_record_their_checksums(tmp_path, good_source):
+    source, checksums = good_source
+    prepared = fetched_and_prepared(tmp_path / "data", source, checksums)
+    manifest = json.loads((prepared / PREPARED_MANIFEST).read_text())
+    for name, expected in synthetic_arrays(n_train=600, n_test=200).items():
+        array = np.load(prepared / prepared_file(name))
+        assert array.dtype == np.uint8 and np.array_equal(array, expected), name
+        entry = manifest["files"][name]
+        assert entry["source_sha256"] == checksums[name]
+        assert entry["sha256"] == sha256_of(prepared / prepared_file(name))
+    splits = load_splits(prepared, "test", 100, 0, None)
+    labels = synthetic_arrays(n_train=600, n_test=200)["t10k-labels-idx1-ubyte"]
+    assert splits.test_y.dtype == torch.int64 and splits.test_y.tolist() == labels.tolist()
+
+
+def test_a_prepared_array_changed_after_it_was_written_is_refused_naming_it_and_the_fix(tmp_path, good_source):
+    source, checksums = good_source
+    prepared = fetched_and_prepared(tmp_path / "data", source, checksums)
+    tampered = prepared / prepared_file("train-images-idx3-ubyte")
+    content = bytearray(tampered.read_bytes())
+    content[-1] ^= 0xFF  # one pixel of the last image: same size, same header
+    tampered.write_bytes(bytes(content))
+    with pytest.raises(DataError) as raised:
+        load_splits(prepared, "holdout", 100, 0, None)
+    message = str(raised.value)
+    assert str(tampered) in message and "changed after it was written" in message
+    assert f"delete {prepared}" in message and "prepare_data" in message
+
+
+def test_prepared_arrays_of_other_raw_files_than_the_pinned_ones_are_refused(tmp_path, good_source):
+    source, checksums = good_source
+    prepared = fetched_and_prepared(tmp_path / "data", source, checksums)
+    repinned = {**checksums, "t10k-labels-idx1-ubyte": "0" * 64}
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte with SHA-256 .* but data.sha256 pins 0{64}"):
+        load_splits(prepared, "holdout", 100, 0, None, pinned_sha256=repinned)

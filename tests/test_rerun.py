@@ -30,13 +30,16 @@ def edit_config(study, change):
     study.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+# Rules that read no run: the data's, and the isolated step cost (redone when the grid's definitions change).
+NOT_ANALYSIS = ("all", "fetch_data", "prepare_data", "step_cost", "lr_sweep_report", "depth_report")
+
+
 def analysis_rules(study):
-    """Every rule that only reads finished grid runs: all rules but the data, training and target
-    rules, the learning-rate sweep's report (the sweep is off in these studies) and the depth report
+    """Every rule that only reads finished grid runs: all rules but the data, training, step-cost and
+    target rules, the learning-rate sweep's report (the sweep is off in these studies) and the depth report
     (these studies train one depth)."""
     listed = study.snakemake("--list-rules").stdout.split()
-    skipped = ("all", "fetch_data", "lr_sweep_report", "depth_report")
-    return {rule for rule in listed if rule not in skipped and not rule.startswith("train")}
+    return {rule for rule in listed if rule not in NOT_ANALYSIS and not rule.startswith("train")}
 
 
 def trained(jobs):
@@ -44,7 +47,11 @@ def trained(jobs):
 
 
 def not_training(jobs):
-    return {rule for rule, _ in jobs if rule != "train"}
+    return {rule for rule, _ in jobs if rule not in ("train", "step_cost")}
+
+
+def step_cost_redone(jobs):
+    return any(rule == "step_cost" for rule, _ in jobs)
 
 
 def runs(inits, optimizers, seeds):
@@ -65,6 +72,7 @@ def test_changing_adams_lr_retrains_only_the_adam_runs(copy):
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == runs(["he", "xavier"], ["adam"], [1])
     assert not_training(jobs) == analysis_rules(copy) | {"all"}
+    assert step_cost_redone(jobs)  # Adam's definition is part of what it measures
 
 
 def test_adding_a_seed_trains_only_the_new_runs(copy):
@@ -72,6 +80,7 @@ def test_adding_a_seed_trains_only_the_new_runs(copy):
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [2])
     assert not_training(jobs) == analysis_rules(copy) | {"all"}
+    assert not step_cost_redone(jobs)  # seeds do not change what a step costs
 
 
 def test_adding_an_optimizer_defined_in_yaml_trains_only_its_runs(copy):
@@ -117,7 +126,7 @@ def test_editing_training_code_reruns_exactly_the_runs_that_use_it(copy):
     code.write_text(code.read_text() + "\n# a harmless edit\n")
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [1])
-    assert not any(rule == "fetch_data" for rule, _ in jobs)
+    assert not any(rule in ("fetch_data", "prepare_data") for rule, _ in jobs)
     # accepting the edit without retraining, as the README documents
     copy.snakemake("--cores", "1", "--touch")
     assert trained(planned_jobs(copy.snakemake("-n"))) == set()

@@ -2,15 +2,25 @@
 express (names against the config and PyTorch, sizes against FashionMNIST, the sweep), each failure
 one ConfigError line naming the key, the bad value and what is allowed.
 
-PyTorch is imported only when a check needs it, so the workflow's start-up stays light.
+PyTorch is imported only when a check needs it, so the workflow's start-up stays light. The one
+check that needs it (every defined init and optimizer against the installed PyTorch) can remember
+that it passed: Snakemake parses the workflow in every job too, and importing PyTorch to repeat an
+identical check costs seconds each time. What it remembers is keyed by everything the check
+depends on, so any change repeats it: the `inits` and `optimizers` sections, the installed PyTorch
+build (its version.py), and the code of this module and of the modules it asks (model, optimizers).
+Only a passed check is remembered; a failing one runs, and fails, every time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from fmnist_initopt.atomic import atomic_write_json
 from fmnist_initopt.study import canonical_json
 
 
@@ -22,11 +32,9 @@ def _allowed(values) -> str:
     return ", ".join(sorted(values))
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """Cross-checks the JSON schema cannot express: names that must exist in the config or in PyTorch."""
-    from fmnist_initopt.model import init_function_names, init_kwargs_allowed
-    from fmnist_initopt.optimizers import optimizer_class_names, optimizer_kwargs_allowed
-
+def check_config(config: dict[str, Any], cache_dir: str | Path | None = None) -> None:
+    """Cross-checks the JSON schema cannot express: names that must exist in the config or in PyTorch.
+    With `cache_dir`, a PyTorch check that passed before for the same inputs is not repeated."""
     grid = config["grid"]
     for kind in ("inits", "optimizers"):
         for name in grid[kind]:
@@ -35,6 +43,54 @@ def check_config(config: dict[str, Any]) -> None:
                     f"grid.{kind} names '{name}', which is not defined under '{kind}'. "
                     f"Defined: {_allowed(config[kind])}. Fix: define it under '{kind}' or remove it from grid.{kind}."
                 )
+    _check_against_pytorch_once(config, cache_dir)
+    _check_sizes(config)
+    _check_sweep(config)
+
+
+PASSED_CHECKS_FILE = "pytorch-checks-passed.json"
+# Keys kept in the file: enough for every config a user switches between.
+PASSED_CHECKS_KEPT = 64
+# Modules whose code decides the PyTorch check's outcome.
+CHECK_CODE = ("config", "model", "optimizers")
+
+
+def pytorch_check_key(config: dict[str, Any]) -> str:
+    """Everything the PyTorch check's outcome depends on, hashed, found without importing PyTorch."""
+    spec = importlib.util.find_spec("torch")
+    torch_build = "" if spec is None or spec.origin is None else Path(spec.origin).with_name("version.py").read_text()
+    package = Path(__file__).parent
+    code = {module: (package / f"{module}.py").read_text() for module in CHECK_CODE}
+    inputs = {"inits": config["inits"], "optimizers": config["optimizers"], "torch": torch_build, "code": code}
+    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
+
+
+def _passed_keys(path: Path) -> list[str]:
+    try:
+        keys = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: the check simply runs
+        return []
+    return keys if isinstance(keys, list) else []
+
+
+def _check_against_pytorch_once(config: dict[str, Any], cache_dir: str | Path | None) -> None:
+    if cache_dir is None:
+        _check_against_pytorch(config)
+        return
+    path = Path(cache_dir) / PASSED_CHECKS_FILE
+    key, passed = pytorch_check_key(config), _passed_keys(path)
+    if key in passed:
+        return
+    _check_against_pytorch(config)
+    atomic_write_json(path, [*passed, key][-PASSED_CHECKS_KEPT:])
+
+
+def _check_against_pytorch(config: dict[str, Any]) -> None:
+    """Every defined init and optimizer: a real torch.nn.init function / torch.optim class, arguments
+    it accepts, values it accepts (built once on a toy layer)."""
+    from fmnist_initopt.model import init_function_names, init_kwargs_allowed
+    from fmnist_initopt.optimizers import optimizer_class_names, optimizer_kwargs_allowed
+
     valid_functions = init_function_names()
     for name, init in config["inits"].items():
         function = init["function"]
@@ -62,8 +118,6 @@ def check_config(config: dict[str, Any]) -> None:
             f"torch.optim.{class_name}",
             partial(_dry_optimizer, class_name, kwargs),
         )
-    _check_sizes(config)
-    _check_sweep(config)
 
 
 def _check_kwargs(key: str, kwargs: dict[str, Any], allowed: list[str], owner: str) -> None:
@@ -137,9 +191,10 @@ def check_split_sizes(
         )
 
 
-def validated_config(config: dict[str, Any], schema_path) -> dict[str, Any]:
+def validated_config(config: dict[str, Any], schema_path, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Check `config` against the schema (filling in defaults, in place) and cross-check it against
-    PyTorch; raise ConfigError with one line naming the key, the bad value and what is allowed."""
+    PyTorch (remembering a passed PyTorch check in `cache_dir`, see check_config); raise ConfigError
+    with one line naming the key, the bad value and what is allowed."""
     from snakemake.utils import validate
 
     try:
@@ -147,7 +202,7 @@ def validated_config(config: dict[str, Any], schema_path) -> dict[str, Any]:
     except Exception:  # Snakemake's own message buries the key in a dump of the schema
         raise ConfigError(f"Invalid config: {describe_schema_error(config, schema_path)}") from None
     try:
-        check_config(config)
+        check_config(config, cache_dir)
     except ConfigError as error:
         raise ConfigError(f"Invalid config: {error}") from None
     return config

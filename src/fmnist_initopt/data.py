@@ -1,14 +1,22 @@
-"""FashionMNIST: fetch from an ordered list of sources, verify, and load as tensors.
+"""FashionMNIST: fetch from an ordered list of sources, verify, decode once, and load as tensors.
 
 The four files land decompressed in ``<root>/FashionMNIST/raw/``, the layout that
 ``torchvision.datasets.FashionMNIST(root, download=False)`` reads. A file is accepted
-only if its decompressed bytes match the pinned SHA-256 and torchvision can parse it.
+only if its decompressed bytes match the pinned SHA-256 and it is a well-formed IDX file.
+
+``prepare_data`` then decodes them once into ``<root>/prepared/`` (one ``.npy`` of unsigned bytes
+per raw file, plus ``manifest.json`` with the SHA-256 of each ``.npy`` and of the raw file it came
+from), and every training job loads those memory-mapped, refusing any whose bytes changed.
+
+PyTorch is imported only by the functions that build tensors: the workflow reads this module's
+names at start-up, and fetching and decoding need only NumPy.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import math
 import shutil
@@ -19,13 +27,15 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torchvision.datasets import FashionMNIST
-from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+import numpy as np
 
-from fmnist_initopt.atomic import atomic_path
+from fmnist_initopt.atomic import atomic_path, atomic_write_json
 from fmnist_initopt.config import check_split_sizes
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,10 @@ FIX_HINT = (
 )
 # The raw data is the output of one rule; the workflow and the loader agree on it here.
 RAW_SUBDIR = Path("FashionMNIST") / "raw"
+# The decoded arrays, output of the prepare_data rule: <raw name>.npy per raw file, and the manifest.
+PREPARED_SUBDIR = Path("prepared")
+PREPARED_MANIFEST = "manifest.json"
+PREPARED_FORMAT = 1
 
 
 class DataError(RuntimeError):
@@ -67,12 +81,14 @@ def root_of(raw_file: str | Path) -> Path:
     return Path(raw_file).parents[len(RAW_SUBDIR.parts)]
 
 
+def prepared_file(name: str) -> str:
+    """The .npy file name that holds the decoded raw file `name`."""
+    return f"{name}.npy"
+
+
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _copy_source_gz(source: str, name: str, destination: Path, timeout: float) -> None:
@@ -99,8 +115,9 @@ IDX_UNSIGNED_BYTE = 0x08
 IDX_SHAPES = {"images": (3, (28, 28)), "labels": (1, ())}
 
 
-def check_idx_header(path: Path, name: str) -> None:
-    """The IDX header must announce unsigned bytes in the right shape, and the file must hold exactly that many."""
+def check_idx_header(path: Path, name: str) -> tuple[int, ...]:
+    """The IDX header must announce unsigned bytes in the right shape, and the file must hold exactly
+    that many; returns the array's shape."""
     ndim, inner = IDX_SHAPES["images" if "images" in name else "labels"]
     expected_magic = (IDX_UNSIGNED_BYTE << 8) | ndim
     with open(path, "rb") as handle:
@@ -118,6 +135,14 @@ def check_idx_header(path: Path, name: str) -> None:
     expected_length = len(header) + math.prod(sizes)
     if path.stat().st_size != expected_length:
         raise ValueError(f"IDX header announces {expected_length} bytes, the file has {path.stat().st_size}")
+    return tuple(sizes)
+
+
+def decode_idx(path: Path, name: str) -> np.ndarray:
+    """The unsigned bytes of an IDX file as an array of the shape its (checked) header announces."""
+    shape = check_idx_header(path, name)
+    header_length = 4 * (len(shape) + 1)
+    return np.fromfile(path, dtype=np.uint8, offset=header_length).reshape(shape)
 
 
 def _verified_file(source: str, name: str, expected_sha256: str, destination: Path, timeout: float) -> None:
@@ -135,10 +160,6 @@ def _verified_file(source: str, name: str, expected_sha256: str, destination: Pa
                 raise ValueError(f"SHA-256 of the decompressed file is {actual}, expected {expected_sha256}")
             # A checksum only proves these are the pinned bytes; the pin itself may be wrong.
             check_idx_header(raw_tmp, name)
-            try:
-                read_sn3_pascalvincent_tensor(str(raw_tmp), strict=True)
-            except (AssertionError, KeyError, RuntimeError, ValueError) as error:
-                raise ValueError("not a valid IDX file (torchvision cannot parse it)") from error
 
 
 def _describe(error: Exception) -> str:
@@ -204,6 +225,8 @@ class Splits:
 
 def normalise(images_uint8: torch.Tensor) -> torch.Tensor:
     """The brief's ToTensor + Normalize((0.5,), (0.5,)), done once for the whole set."""
+    import torch
+
     return (images_uint8.to(torch.float32).div_(255.0).sub_(0.5).div_(0.5)).unsqueeze(1)
 
 
@@ -211,6 +234,8 @@ def split_indices(
     n_images: int, val_source: str, val_size: int, split_seed: int, train_size: int | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Which images of the training file train and which validate (None: the test set validates)."""
+    import torch
+
     check_split_sizes(n_images, val_source, val_size, train_size)
     order = torch.randperm(n_images, generator=torch.Generator().manual_seed(split_seed))
     if val_source == "holdout":
@@ -222,20 +247,109 @@ def split_indices(
     return train_idx, val_idx
 
 
-def load_splits(root: str | Path, val_source: str, val_size: int, split_seed: int, train_size: int | None) -> Splits:
-    """Train/validation/test tensors as the config describes; the split is the same for every run."""
-    train = FashionMNIST(str(root), train=True, download=False)
-    test = FashionMNIST(str(root), train=False, download=False)
-    images, labels = train.data, train.targets
+def prepared_dir(root: str | Path) -> Path:
+    return Path(root) / PREPARED_SUBDIR
+
+
+def prepare_data(raw_directory: str | Path, prepared_directory: str | Path) -> Path:
+    """Decode the four raw files once into `prepared_directory`: one .npy of unsigned bytes each, and
+    manifest.json recording the SHA-256 of every .npy and of the raw file it was decoded from.
+    Returns the manifest's path (written last, so its presence means every array is complete)."""
+    raw_directory, prepared_directory = Path(raw_directory), Path(prepared_directory)
+    files = {}
+    for name in FILE_NAMES:
+        source = raw_directory / name
+        array = decode_idx(source, name)
+        target = prepared_directory / prepared_file(name)
+        with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        files[name] = {
+            "file": target.name,
+            "sha256": sha256_of(target),
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+            "source": source.name,
+            "source_sha256": sha256_of(source),
+        }
+        log.info("%s: decoded %s into %s", name, "x".join(map(str, array.shape)), target)
+    manifest = prepared_directory / PREPARED_MANIFEST
+    atomic_write_json(manifest, {"format": PREPARED_FORMAT, "files": files})
+    return manifest
+
+
+def _prepared_error(directory: Path, problem: str) -> DataError:
+    return DataError(
+        f"{problem}. Fix: delete {directory} and rerun the workflow, which decodes it again from the "
+        "verified raw files (rule prepare_data)."
+    )
+
+
+def load_prepared(directory: str | Path, pinned_sha256: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """The decoded arrays, memory-mapped (read-only), after checking that every .npy still has the
+    SHA-256 the manifest recorded when it was written and, given `pinned_sha256` (the config's
+    data.sha256), that it was decoded from the pinned raw files. Raises DataError otherwise."""
+    directory = Path(directory)
+    manifest_path = directory / PREPARED_MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _prepared_error(directory, f"cannot read {manifest_path} ({error})") from None
+    if manifest.get("format") != PREPARED_FORMAT:
+        raise _prepared_error(directory, f"{manifest_path} is format {manifest.get('format')}, not {PREPARED_FORMAT}")
+    arrays = {}
+    for name in FILE_NAMES:
+        if name not in files:
+            raise _prepared_error(directory, f"{manifest_path} lists no {name}")
+        entry = files[name]
+        path = directory / entry["file"]
+        if not path.is_file():
+            raise _prepared_error(directory, f"{path} is missing")
+        actual = sha256_of(path)
+        if actual != entry["sha256"]:
+            raise _prepared_error(
+                directory,
+                f"{path} changed after it was written: its SHA-256 is {actual}, {manifest_path} records {entry['sha256']}",
+            )
+        if pinned_sha256 is not None and entry["source_sha256"] != pinned_sha256[name]:
+            raise _prepared_error(
+                directory,
+                f"{path} was decoded from a {name} with SHA-256 {entry['source_sha256']}, "
+                f"but data.sha256 pins {pinned_sha256[name]}",
+            )
+        arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+    return arrays
+
+
+def _tensor(array: np.ndarray, dtype=None) -> torch.Tensor:
+    """A tensor over a writable `array`, copied only where it is read-only (memory-mapped) or of another dtype."""
+    import torch
+
+    return torch.from_numpy(np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
+
+
+def load_splits(
+    directory: str | Path,
+    val_source: str,
+    val_size: int,
+    split_seed: int,
+    train_size: int | None,
+    pinned_sha256: dict[str, str] | None = None,
+) -> Splits:
+    """Train/validation/test tensors as the config describes, from the prepared arrays in
+    `directory` (see load_prepared); the split is the same for every run."""
+    arrays = load_prepared(directory, pinned_sha256)
+    images, labels = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
     train_idx, val_idx = split_indices(len(labels), val_source, val_size, split_seed, train_size)
-    test_x, test_y = normalise(test.data), test.targets.clone()
+    test_x = normalise(_tensor(arrays["t10k-images-idx3-ubyte"]))
+    test_y = _tensor(arrays["t10k-labels-idx1-ubyte"], np.int64)
     if val_idx is None:
         val_x, val_y = test_x, test_y
     else:
-        val_x, val_y = normalise(images[val_idx]), labels[val_idx].clone()
+        val_x, val_y = normalise(_tensor(images[val_idx.numpy()])), _tensor(labels[val_idx.numpy()], np.int64)
     return Splits(
-        train_x=normalise(images[train_idx]),
-        train_y=labels[train_idx].clone(),
+        train_x=normalise(_tensor(images[train_idx.numpy()])),
+        train_y=_tensor(labels[train_idx.numpy()], np.int64),
         val_x=val_x,
         val_y=val_y,
         test_x=test_x,

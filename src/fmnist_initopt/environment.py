@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -10,6 +11,12 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
+
+# /proc/cpuinfo flags of CPUs that compute in bfloat16 natively: AVX-512 BF16 or AMX (x86), BF16 (ARM).
+# Elsewhere oneDNN emulates bfloat16, which is slower than plain fp32.
+NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
 class DeviceError(RuntimeError):
@@ -27,6 +34,63 @@ def resolve_device(requested: str) -> torch.device:
             "Fix: run on a GPU node, or set device: auto (or cpu) in the config."
         )
     return torch.device(requested)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (x86 "flags", ARM "Features"); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and bool(NATIVE_BF16_CPU_FLAGS & cpu_flags())
+
+
+def precision_in_use(requested: str, device: torch.device) -> str:
+    """The precision a run computes in: bf16 where the device computes in bfloat16 natively, else fp32
+    (with a warning; the metrics record the precision used). On CUDA, fp32 also turns off TF32,
+    which PyTorch would otherwise use for convolutions, so fp32 means float32 on every device."""
+    if requested == "bf16" and not native_bf16(device):
+        log.warning(
+            "training.precision is bf16, but %s (%s) has no native bfloat16 arithmetic; training in fp32 instead",
+            device.type,
+            device_name(device),
+        )
+        return "fp32"
+    if requested == "fp32" and device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return requested
+
+
+def seconds_since_process_start() -> float | None:
+    """How long this process has existed (Linux: from /proc), to show what a job spends before its work."""
+    try:
+        with open("/proc/self/stat") as handle:
+            # field 22, counted after the command name (which may hold spaces) closes with ")"
+            started_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def usable_cpu_count() -> int:
+    """CPUs this process may run on (a SLURM or container limit included), else all the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def device_name(device: torch.device) -> str:

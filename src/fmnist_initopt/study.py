@@ -44,6 +44,8 @@ class RunSpec:
     batch_size: int
     split: dict[str, Any] = field(default_factory=dict)
     extra_conv_layers: int = 0
+    # fp32 or bf16 (autocast): a different precision is a different result, hence part of the identity
+    precision: str = "fp32"
 
     @property
     def run_id(self) -> str:
@@ -61,6 +63,7 @@ class RunSpec:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "split": self.split,
+            "precision": self.precision,
         }
         # Only a non-default model is spelled out: the brief's CNN keeps the spec (and the fingerprint,
         # and so its finished runs and checkpoints) it had before the model had settings.
@@ -108,6 +111,7 @@ def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int, depth
             "train_size": _int_or_none(training["train_size"]),
         },
         extra_conv_layers=int(depth),
+        precision=training["precision"],
     )
 
 

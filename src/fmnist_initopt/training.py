@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 
 from fmnist_initopt import checkpoint, diagnostics
 from fmnist_initopt.data import Splits
+from fmnist_initopt.environment import precision_in_use, seconds_since_process_start, usable_cpu_count
 from fmnist_initopt.model import build_model, model_record, weight_stats
 from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
 from fmnist_initopt.study import RunSpec
@@ -34,6 +37,9 @@ DIVERGENCE_CHECK_EVERY = 25
 # Channels-last weights make every conv output channels-last, where CPU max pooling is many times
 # faster than in the default layout (measured; see benchmarks/). The values are the same.
 MEMORY_FORMAT = torch.channels_last
+# Every this many optimizer steps, one step is timed between two device syncs; the others run
+# without a sync, so the measurement does not slow the GPU down (782 steps per full epoch: 16 timed).
+STEP_TIMING_EVERY = 50
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +50,67 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def autocast(device: torch.device, precision: str):
+    """Where the forward pass and the loss run. bf16: under autocast, so convolutions and matrix
+    products compute in bfloat16 while the parameters, their gradients, the optimizer's state and
+    the loss (cross-entropy autocasts to float32) stay float32. fp32: a disabled autocast, i.e. plain fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CPU operations are synchronous already)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class StepTimer:
+    """Wall time of every `every`-th optimizer step of an epoch, each bracketed by device syncs."""
+
+    device: torch.device
+    every: int = STEP_TIMING_EVERY
+    seconds: list[float] = field(default_factory=list)
+    _started: float = 0.0
+
+    def wants(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def start(self) -> None:
+        synchronize(self.device)
+        self._started = time.perf_counter()
+
+    def stop(self) -> None:
+        synchronize(self.device)
+        self.seconds.append(time.perf_counter() - self._started)
+
+
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str = "fp32"
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a whole set, in large batches."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     for start in range(0, len(labels), EVAL_BATCH_SIZE):
-        logits = model(images[start : start + EVAL_BATCH_SIZE])
         batch_labels = labels[start : start + EVAL_BATCH_SIZE]
-        loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").to(torch.float64)
+        with autocast(images.device, precision):
+            logits = model(images[start : start + EVAL_BATCH_SIZE])
+            loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").to(torch.float64)
         correct += (logits.argmax(dim=1) == batch_labels).sum()
     return loss_sum.item() / len(labels), correct.item() / len(labels)
+
+
+def optimizer_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, precision: str
+) -> torch.Tensor:
+    """One training step on one batch: forward, cross-entropy, backward, update; returns the loss."""
+    with autocast(images.device, precision):
+        loss = F.cross_entropy(model(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
 
 
 @dataclass
@@ -73,19 +128,24 @@ def train_epoch(
     labels: torch.Tensor,
     batch_size: int,
     generator: torch.Generator,
+    precision: str = "fp32",
+    timer: StepTimer | None = None,
 ) -> tuple[float, Divergence | None]:
-    """One pass over the training set; returns the mean batch loss, or where the loss stopped being finite."""
+    """One pass over the training set; returns the mean batch loss, or where the loss stopped being finite.
+    `timer`, if given, times a sample of the steps."""
     model.train()
     order = torch.randperm(len(labels), generator=generator).to(images.device)
     steps = math.ceil(len(labels) / batch_size)
     step_losses = torch.empty(steps, dtype=torch.float32, device=images.device)
     checked = 0
     for step in range(steps):
+        timed = timer is not None and timer.wants(step)
+        if timed:
+            timer.start()
         index = order[step * batch_size : (step + 1) * batch_size]
-        loss = F.cross_entropy(model(images[index]), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = optimizer_step(model, optimizer, images[index], labels[index], precision)
+        if timed:
+            timer.stop()
         step_losses[step] = loss.detach()
         if (step + 1) % DIVERGENCE_CHECK_EVERY == 0 or step + 1 == steps:
             window = step_losses[checked : step + 1]
@@ -95,6 +155,46 @@ def train_epoch(
                 return math.nan, Divergence(epoch=-1, step=first_bad + 1, loss=str(float(step_losses[first_bad])))
             checked = step + 1
     return step_losses.to(torch.float64).mean().item(), None
+
+
+@dataclass
+class RunCost:
+    """What a run cost the machine: process CPU time, a sample of step times, the load around it.
+    Carried in the checkpoint, so a resumed run adds its parts up."""
+
+    timer: StepTimer
+    cpu_seconds_before: float = 0.0  # spent by the processes before a resume
+    load_average_start: float = field(default_factory=lambda: os.getloadavg()[0])
+    _cpu_started: float = field(default_factory=time.process_time)
+
+    def cpu_seconds(self) -> float:
+        return self.cpu_seconds_before + time.process_time() - self._cpu_started
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "process_cpu_seconds": self.cpu_seconds(),
+            "step_seconds": list(self.timer.seconds),
+            "load_average_start": self.load_average_start,
+        }
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue the cost of the processes before, as their checkpoint's state() recorded it."""
+        self.cpu_seconds_before = state["process_cpu_seconds"]
+        self.timer.seconds = list(state["step_seconds"])
+        self.load_average_start = state["load_average_start"]
+
+    def record(self) -> dict[str, Any]:
+        """The metrics.json "cost" block (described in workflow/schemas/metrics.schema.yaml)."""
+        seconds = self.timer.seconds
+        return {
+            "process_cpu_seconds": self.cpu_seconds(),
+            "median_step_seconds": statistics.median(seconds) if seconds else None,
+            "steps_timed": len(seconds),
+            "load_average_start": self.load_average_start,
+            "load_average_end": os.getloadavg()[0],
+            "cpu_count": usable_cpu_count(),
+            "threads": torch.get_num_threads(),
+        }
 
 
 def model_and_optimizer(spec: RunSpec, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -113,6 +213,8 @@ def train_run(
     """Train `spec` to the end (resuming from `checkpoint_path` if it holds a finished epoch)
     and return its metrics. The checkpoint is written after every epoch and is left in place;
     the caller removes it once the metrics are safely written."""
+    cost = RunCost(StepTimer(device))
+    precision = precision_in_use(spec.precision, device)
     model, optimizer = model_and_optimizer(spec, device)
     init_stats = weight_stats(model)
     train_x, train_y = splits.train_x.to(device), splits.train_y.to(device)
@@ -130,13 +232,30 @@ def train_run(
         history = saved["history"]
         init_stats = saved["init_stats"]
         signal = saved["diagnostics"]
+        cost.resume(saved["cost"])
         log.info("%s: resuming after epoch %d from %s", spec.run_id, len(history["epoch"]), checkpoint_path)
 
+    log.info(
+        "%s: training in %s on %s with %d thread(s), %.2f s after the process started (%.2f s of CPU time)",
+        spec.run_id,
+        precision,
+        device,
+        torch.get_num_threads(),
+        seconds_since_process_start() or math.nan,
+        time.process_time(),
+    )
     divergence = None
     for epoch in range(len(history["epoch"]) + 1, spec.epochs + 1):
         started = time.perf_counter()
         train_loss, divergence = train_epoch(
-            model, optimizer, train_x, train_y, spec.batch_size, epoch_generator(spec.seed, epoch)
+            model,
+            optimizer,
+            train_x,
+            train_y,
+            spec.batch_size,
+            epoch_generator(spec.seed, epoch),
+            precision,
+            cost.timer,
         )
         if divergence is not None:
             divergence.epoch = epoch
@@ -148,7 +267,7 @@ def train_run(
                 divergence.step,
             )
             break
-        val_loss, val_accuracy = evaluate(model, val_x, val_y)
+        val_loss, val_accuracy = evaluate(model, val_x, val_y, precision)
         seconds = time.perf_counter() - started
         diagnostics.record_epoch(signal, epoch, model, probe, grad_norms)
         for key, value in zip(history, (epoch, train_loss, val_loss, val_accuracy, seconds)):
@@ -169,12 +288,12 @@ def train_run(
                 spec,
                 model,
                 optimizer,
-                {"history": history, "init_stats": init_stats, "diagnostics": signal},
+                {"history": history, "init_stats": init_stats, "diagnostics": signal, "cost": cost.state()},
             )
 
     grad_norms.close()
     if divergence is None:
-        test_loss, test_accuracy = evaluate(model, splits.test_x.to(device), splits.test_y.to(device))
+        test_loss, test_accuracy = evaluate(model, splits.test_x.to(device), splits.test_y.to(device), precision)
         test = {"loss": test_loss, "accuracy": test_accuracy}
         log.info("%s: test accuracy %.4f, test loss %.4f", spec.run_id, test_accuracy, test_loss)
     else:
@@ -191,6 +310,7 @@ def train_run(
         "model": model_record(model),
         "status": "completed" if divergence is None else "diverged",
         "spec": spec.as_dict(),
+        "precision": precision,
         "hyperparameters": hyperparameters_in_use(optimizer),
         "data": {"validation_source": splits.val_source, **splits.sizes()},
         "history": history,
@@ -199,4 +319,5 @@ def train_run(
         "divergence": None if divergence is None else vars(divergence),
         "init_weight_stats": init_stats,
         "diagnostics": signal,
+        "cost": cost.record(),
     }

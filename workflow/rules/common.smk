@@ -4,13 +4,23 @@
 import os
 from pathlib import Path
 
-from fmnist_initopt import study
+from fmnist_initopt import cost, study
 from fmnist_initopt.config import ConfigError, validated_config
-from fmnist_initopt.data import FILE_NAMES, RAW_SUBDIR
+from fmnist_initopt.data import (
+    FILE_NAMES,
+    PREPARED_MANIFEST,
+    PREPARED_SUBDIR,
+    RAW_SUBDIR,
+    prepared_file,
+)
 
+# Every job parses the workflow again; a PyTorch check that passed is remembered under .snakemake/
+# (see fmnist_initopt.config), so only the first parse after a change imports PyTorch.
 try:
     validated_config(
-        config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+        config,
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+        cache_dir=Path(".snakemake") / "fmnist-initopt",
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -24,6 +34,10 @@ CONDA_ENV = "../../envs/cluster.yaml"
 # --- Outputs: every path the workflow writes, named once ---------------------------------------
 RAW_FILE = f"data/{RAW_SUBDIR}/{{raw_name}}"
 RAW_FILES = [RAW_FILE.format(raw_name=name) for name in FILE_NAMES]
+# The raw files decoded once (rule prepare_data); the manifest records every array's checksum.
+PREPARED_DIR = f"data/{PREPARED_SUBDIR}"
+PREPARED_ARRAYS = [f"{PREPARED_DIR}/{prepared_file(name)}" for name in FILE_NAMES]
+PREPARED_MANIFEST_FILE = f"{PREPARED_DIR}/{PREPARED_MANIFEST}"
 # {model} is empty for the brief's CNN (depth 0) and "_depth<N>" otherwise, so depth-0 runs keep their paths.
 RUN_DIR = "results/runs/{init}_{optimizer}{model}_seed{seed}"
 SWEEP_DIR = "results/sweep/{init}_{optimizer}_lr{lr}_seed{seed}"
@@ -31,6 +45,8 @@ SWEEP_DIR = "results/sweep/{init}_{optimizer}_lr{lr}_seed{seed}"
 CHECKPOINT_DIR = "results/checkpoints"
 SUMMARY_CSV = "results/summary.csv"
 COMBINATIONS_CSV = "results/combinations.csv"
+# Isolated per-step cost of each grid (init, optimizer), measured interleaved (rule step_cost).
+STEP_COST_CSV = "results/step_cost.csv"
 FINDINGS_MD = "results/findings.md"
 # findings.md as one self-contained page (figures embedded): the report's first item.
 FINDINGS_HTML = "results/findings.html"
@@ -202,6 +218,10 @@ def findings_figures():
 def depth_on():
     """Whether the grid has two or more depths to compare (results/depth.md)."""
     return len(study.depths(config)) > 1
+
+
+def step_cost_outputs():
+    return [STEP_COST_CSV]
 
 
 def report_outputs():

@@ -1,7 +1,8 @@
 rule train:
     input:
-        # The data is pinned by checksum, so a re-fetch cannot change it: its timestamp must not retrain.
-        data=ancient(RAW_FILES),
+        # The data is pinned by checksum, so re-preparing it cannot change it: its timestamp must not retrain.
+        data=ancient(PREPARED_ARRAYS),
+        manifest=ancient(PREPARED_MANIFEST_FILE),
         code=TRAINING_CODE,
     output:
         metrics=f"{RUN_DIR}/metrics.json",

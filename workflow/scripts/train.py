@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from fmnist_initopt.atomic import atomic_write_json
-from fmnist_initopt.data import load_splits, root_of
+from fmnist_initopt.data import load_splits
 from fmnist_initopt.environment import environment, resolve_device
 from fmnist_initopt.logs import log_to
 from fmnist_initopt.study import run_spec_from_json
@@ -18,11 +18,12 @@ try:
     device = resolve_device(snakemake.config["device"])
     split = spec.split
     splits = load_splits(
-        root_of(snakemake.input.data[0]),
+        Path(snakemake.input.manifest).parent,
         split["val_source"],
         split["val_size"],
         split["split_seed"],
         split["train_size"],
+        pinned_sha256=snakemake.config["data"]["sha256"],
     )
     log.info("%s on %s: %s", spec.run_id, device, splits.sizes())
     checkpoint = Path(snakemake.params.checkpoint)
