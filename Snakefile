@@ -22,5 +22,4 @@ rule all:
     default_target: True
     input:
         run_metrics(),
-        step_cost_outputs(),
         report_outputs(),

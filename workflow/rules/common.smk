@@ -220,10 +220,6 @@ def depth_on():
     return len(study.depths(config)) > 1
 
 
-def step_cost_outputs():
-    return [STEP_COST_CSV]
-
-
 def report_outputs():
     return [
         FINDINGS_MD,

@@ -57,6 +57,7 @@ rule findings:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
         code=package_code("findings", "aggregate", "stats"),
+        step_costs=STEP_COST_CSV,
         figures=[figure_path(name) for name in findings_figures()],
         sections=diagnostic_sections(),
     output:
