@@ -131,15 +131,13 @@ def show_jobs(jobs: list[dict[str, str]]) -> None:
         print(" | ".join(f"{k}={v}" for k, v in job.items() if k != "WorkDir"))
 
 
-def running_jobs(workdir) -> list[str]:
+def running_train_jobs(workdir) -> list[str]:
+    """Running jobs of `workdir` that train runs (not the step-cost measurement)."""
     listing = subprocess.run(
-        ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%Z"], capture_output=True, text=True, check=True
+        ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%Z|%k"], capture_output=True, text=True, check=True
     ).stdout
-    return [
-        job_id
-        for job_id, _, directory in (line.partition("|") for line in listing.split())
-        if directory == str(workdir)
-    ]
+    rows = (line.split("|") for line in listing.splitlines() if line)
+    return [job_id for job_id, directory, comment in rows if directory == str(workdir) and "step_cost" not in comment]
 
 
 def wait_for(condition, timeout: float, what: str, process: subprocess.Popen) -> None:
@@ -166,8 +164,12 @@ def test_profile_trains_k_runs_per_submission_on_one_gpu(slurm_cluster, tmp_path
 
     run_ids = sorted(path.parent.name for path in (study.root / "results" / "runs").glob("*/metrics.json"))
     assert run_ids == ["he_adam_seed1", "he_sgd_seed1", "xavier_adam_seed1", "xavier_sgd_seed1"], result.stderr
-    jobs = {job["JobIDRaw"]: job for job in accounted_jobs(study.root)}
-    show_jobs(list(jobs.values()))
+    accounted = accounted_jobs(study.root)
+    show_jobs(accounted)
+    # the isolated step-cost measurement is one job of its own, on the training device
+    cost_jobs = [job for job in accounted if "step_cost" in job["Comment"]]
+    assert len(cost_jobs) == 1 and "gres/gpu=1" in cost_jobs[0]["AllocTRES"].split(","), accounted
+    jobs = {job["JobIDRaw"]: job for job in accounted if job not in cost_jobs}
     # ceil(runs / k) submissions, each one group of train runs on one GPU, nothing else sent
     assert len(jobs) == math.ceil(len(run_ids) / RUNS_PER_SUBMISSION), jobs
     for job in jobs.values():
@@ -207,7 +209,7 @@ def test_requeued_train_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path,
     try:
         # the first epoch's checkpoint exists, the run is not finished: requeue it now
         wait_for(checkpoint.exists, SNAKEMAKE_TIMEOUT, f"checkpoint {checkpoint.name}", process)
-        (job_id,) = running_jobs(study.root)
+        (job_id,) = running_train_jobs(study.root)
         assert not metrics.exists(), "the run finished before it could be requeued: make its epochs longer"
         subprocess.run(["scontrol", "requeue", job_id], check=True)
         print(f"requeued job {job_id} after {time.monotonic() - started:.0f} s")
