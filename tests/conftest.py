@@ -1,22 +1,39 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from synthetic import synthetic_arrays, write_synthetic_source
 
 from fmnist_initopt.data import Splits, normalise
 from fmnist_initopt.study import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property tests: the same examples every run (derandomize), so no example database is needed, and
+# Hypothesis' own cache goes to /tmp, out of the repository.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "fmnist_initopt-hypothesis")
+settings.register_profile(
+    "project",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("project")
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # What a study workspace needs from the repository; results/ and data/ start empty.
@@ -166,3 +183,12 @@ def without_timings(metrics: dict) -> dict:
 
 def metrics_schema() -> dict:
     return yaml.safe_load((REPO / "workflow" / "schemas" / "metrics.schema.yaml").read_text())
+
+
+def reference_loop():
+    """The benchmark's plain reimplementation of the brief (its CNN is the brief's, as written there),
+    loaded from its file: benchmarks/ is no package."""
+    location = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
+    module = importlib.util.module_from_spec(location)
+    location.loader.exec_module(module)
+    return module

@@ -5,9 +5,8 @@ import math
 import jsonschema
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
-from conftest import REPO, make_study, metrics_schema, planned_jobs, synthetic_splits
+from conftest import REPO, make_study, metrics_schema, planned_jobs, reference_loop, synthetic_splits
 from fake_metrics import fake_metrics
 from torch import nn
 
@@ -26,22 +25,7 @@ INITS = {
 }
 
 
-class BriefCNN(nn.Module):
-    """The lab brief's network, written out as it was before the model had a depth."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.fc1 = nn.Linear(64 * 7 * 7, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = x.flatten(1)
-        return self.fc2(F.relu(self.fc1(x)))
+BriefCNN = reference_loop().CNN
 
 
 def brief_model(init: str, seed: int) -> BriefCNN:

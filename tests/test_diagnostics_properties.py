@@ -10,20 +10,11 @@ import tempfile
 from pathlib import Path
 
 from fake_metrics import fake_metrics
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from fmnist_initopt import diagnostic_figures, signal_analysis, sweep_analysis
 
-set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "fmnist_initopt-hypothesis")
-PROPERTY = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 INITS = ("he", "xavier", "orthogonal")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -84,7 +75,6 @@ def assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
-@PROPERTY
 @given(runs=grid_studies())
 def test_the_signal_section_and_figures_survive_any_grid(runs):
     with tempfile.TemporaryDirectory() as directory:  # fresh per example: a stale figure must not pass
@@ -168,7 +158,6 @@ def expected_best(runs, init, optimizer):
     return best, sorted(by_lr)
 
 
-@PROPERTY
 @given(runs=sweeps())
 def test_the_sweep_section_and_figure_survive_any_sweep(runs):
     with tempfile.TemporaryDirectory() as directory:

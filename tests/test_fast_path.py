@@ -1,27 +1,16 @@
 """The fast path (channels-last, pool before ReLU, fused optimizers, batches by index) computes
 what a plain implementation of the brief computes, to float tolerance."""
 
-import importlib.util
-
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO
+from conftest import reference_loop
 
 from fmnist_initopt.optimizers import build_optimizer
 from fmnist_initopt.study import RunSpec
 from fmnist_initopt.training import MEMORY_FORMAT, epoch_generator, model_and_optimizer, train_epoch
 
-
-def _reference_loop():
-    """The benchmark's plain reimplementation of the brief, loaded from its file (benchmarks/ is no package)."""
-    location = importlib.util.spec_from_file_location("reference_loop", REPO / "benchmarks" / "reference_loop.py")
-    module = importlib.util.module_from_spec(location)
-    location.loader.exec_module(module)
-    return module
-
-
-BriefCNN = _reference_loop().CNN
+BriefCNN = reference_loop().CNN
 
 INITS = {
     "he": ("kaiming_normal_", {"mode": "fan_in", "nonlinearity": "relu"}),

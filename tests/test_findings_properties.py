@@ -15,23 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fake_metrics import fake_metrics, write_metrics
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from fmnist_initopt import figures
 from fmnist_initopt.aggregate import combine, load_metrics, read_csv, summarize_runs, write_csv
 from fmnist_initopt.findings import findings_markdown
 
-# derandomize: the same examples every run, so no example database is needed; Hypothesis' own cache goes to /tmp.
-set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "fmnist_initopt-hypothesis")
-PROPERTY = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
 CONFIDENCE = 0.95
 SUMMARY_FIGURES = ("learning_curves", "accuracy_and_time", "epochs_to_target", "init_weights")
 
@@ -157,7 +147,6 @@ def aggregate(case: Case, root: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[
     return read_csv(root / "results" / "summary.csv"), read_csv(root / "results" / "combinations.csv"), all_metrics
 
 
-@PROPERTY
 @given(cases())
 @example(EVERY_SGD_RUN_DIVERGED_AT_STEP_1)
 @example(A_COMBINATION_LOST_EVERY_SEED)
@@ -201,7 +190,7 @@ def test_findings_always_say_what_happened(case):
         assert "did not record their own cost" in text
 
 
-@settings(PROPERTY, max_examples=5)
+@settings(max_examples=5)
 @given(cases())
 @example(EVERY_SGD_RUN_DIVERGED_AT_STEP_1)
 @example(A_COMBINATION_LOST_EVERY_SEED)

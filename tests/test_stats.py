@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import math
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 from fmnist_initopt import stats
 
-# Hypothesis caches source constants even without an example database; keep that out of the repository.
-set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "fmnist_initopt-hypothesis")
-PROPERTY = settings(
-    max_examples=30, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
 FEW = 999  # fewer resamples keep the property tests fast; exactness still holds up to 9 pairs
 
 
@@ -116,7 +108,7 @@ def test_holm_matches_statsmodels_and_hand_values_and_keeps_untestables():
     assert [c.p_value for c in out[:4]] == ps  # raw p-values untouched
 
 
-@PROPERTY
+@settings(max_examples=30)
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
 def test_holm_adjusted_equals_statsmodels(p_values):
     expected = multipletests(p_values, method="holm")[1]
@@ -302,7 +294,7 @@ def test_describe_and_decision_rule():
 values = st.one_of(st.floats(-1e3, 1e3, allow_nan=False), st.sampled_from([0.0, 0.5, 1.0]))
 
 
-@PROPERTY
+@settings(max_examples=30)
 @given(st.lists(st.tuples(values, values), max_size=6), st.sampled_from([0.9, 0.95, 0.99]))
 def test_paired_difference_always_returns_a_verdict(pairs, confidence):
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -312,7 +304,7 @@ def test_paired_difference_always_returns_a_verdict(pairs, confidence):
     assert (c.verdict == "untestable") == (len(pairs) < 2)
 
 
-@PROPERTY
+@settings(max_examples=30)
 @given(st.lists(values, max_size=6), st.lists(values, max_size=6))
 def test_independent_difference_always_returns_a_verdict(a, b):
     c = stats.independent_difference(a, b, n_resamples=FEW)
@@ -341,7 +333,7 @@ def gridded(draw):
 rows = st.one_of(scattered, gridded())
 
 
-@PROPERTY
+@settings(max_examples=30)
 @given(rows)
 def test_factorial_anova_never_raises(data):
     frame = pd.DataFrame(data, columns=["init", "optimizer", "seed", "acc"])
@@ -352,7 +344,7 @@ def test_factorial_anova_never_raises(data):
         assert (result.table["p"].dropna() > 0).all()
 
 
-@PROPERTY
+@settings(max_examples=30)
 @given(rows)
 def test_best_set_never_raises(data):
     frame = pd.DataFrame(data, columns=["init", "optimizer", "seed", "val"]).assign(test=lambda f: f.val)
