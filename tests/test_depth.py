@@ -99,7 +99,7 @@ def test_xavier_logits_shrink_relative_to_he_with_depth():
 
 # --- A run's identity ----------------------------------------------------------------------------------
 
-# The RunSpec fields before the model had settings: a depth-0 spec must be exactly these.
+# The RunSpec fields other than the model settings: a depth-0 spec must be exactly these.
 FIELDS_BEFORE_DEPTH = [
     "init",
     "init_function",
@@ -111,6 +111,7 @@ FIELDS_BEFORE_DEPTH = [
     "epochs",
     "batch_size",
     "split",
+    "precision",
 ]
 
 
