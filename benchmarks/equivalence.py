@@ -12,12 +12,17 @@ Both train on the workflow's split (50,000 images unless --train-size, batch 64)
 
     .venv/bin/python benchmarks/equivalence.py [--seeds 1 2 3] [--epochs 2] [--threads 2]
     .venv/bin/python benchmarks/equivalence.py --compare precision --seeds 1 2 3 --epochs 10
+    .venv/bin/python benchmarks/equivalence.py --compare precision --from-runs FP32_RUNS BF16_RUNS
+
+--from-runs reads the runs two studies already trained (their results/runs directories, e.g. the
+default study and the same grid with training.precision: bf16) instead of training here.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -98,6 +103,30 @@ def compare_precision(root, seeds, epochs, train_size):
     print(tabulate(precision_parity_rows(accuracies), headers=headers, floatfmt=".4f"))
 
 
+def compare_finished_runs(fp32_runs: Path, bf16_runs: Path) -> None:
+    """The parity table from two studies' metrics.json files, matched on (init, optimizer, seed)."""
+    finished = {}
+    for precision, directory in (("fp32", fp32_runs), ("bf16", bf16_runs)):
+        for path in sorted(directory.glob("*/metrics.json")):
+            metrics = json.loads(path.read_text())
+            if metrics["status"] == "completed" and metrics["precision"] == precision:
+                run = metrics["run"]
+                finished[precision, run["init"], run["optimizer"], run["seed"]] = metrics
+    keys = sorted({key[1:] for key in finished if key[0] == "bf16" and ("fp32", *key[1:]) in finished})
+    accuracies = {}
+    for init, optimizer, seed in keys:
+        pair = accuracies.setdefault((init, optimizer), {"fp32": [], "bf16": []})
+        for precision in ("fp32", "bf16"):
+            pair[precision].append(finished[precision, init, optimizer, seed]["test"]["accuracy"])
+    if not accuracies:
+        sys.exit(f"no (init, optimizer, seed) finished in fp32 under {fp32_runs} and in bf16 under {bf16_runs}")
+    epochs = {len(metrics["history"]["epoch"]) for metrics in finished.values()}
+    seeds = sorted({seed for _, _, seed in keys})
+    headers = ["combination", "fp32 test acc", "bf16 test acc", "bf16 - fp32 (pp)", "seed spread (pp)", "within spread"]
+    print(f"seeds {seeds}, epochs {sorted(epochs)}, from {fp32_runs} (fp32) and {bf16_runs} (bf16)")
+    print(tabulate(precision_parity_rows(accuracies), headers=headers, floatfmt=".4f"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", choices=("reference", "precision"), default="reference")
@@ -106,7 +135,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=None, help="training images (default: all 50,000)")
+    parser.add_argument("--from-runs", type=Path, nargs=2, metavar=("FP32_RUNS", "BF16_RUNS"))
     args = parser.parse_args(argv)
+    if args.from_runs:
+        compare_finished_runs(*args.from_runs)
+        return
     torch.set_num_threads(args.threads)
     compare = compare_reference if args.compare == "reference" else compare_precision
     compare(args.data_root, args.seeds, args.epochs, args.train_size)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from conftest import REPO
+from fake_metrics import fake_metrics, write_metrics
 from synthetic import idx_bytes, synthetic_arrays
 
 
@@ -38,3 +39,32 @@ def test_smoke_benchmark_prints_and_writes_a_ratio_for_each_measure_and_precisio
             assert re.search(r"\s\d+\.\d\dx\s", line), line
             assert any(line.startswith(f"| {measure}") and precision in line for line in written.splitlines())
     assert "- CPU: " in written and "torch " in written and "- date: " in written
+
+
+def test_precision_parity_from_two_finished_studies_pairs_runs_by_seed(tmp_path):
+    accuracy = {1: 0.90, 2: 0.91, 3: 0.92}
+    for precision, shift in (("fp32", 0.0), ("bf16", 0.001)):
+        runs = []
+        for seed, base in accuracy.items():
+            metrics = fake_metrics("he", "adam", seed, [0.85, base], test_accuracy=base + shift)
+            runs.append({**metrics, "precision": precision})
+        write_metrics(tmp_path / precision, runs)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "equivalence.py"),
+            "--compare",
+            "precision",
+            "--from-runs",
+            str(tmp_path / "fp32" / "results" / "runs"),
+            str(tmp_path / "bf16" / "results" / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("he + adam"))
+    # +0.1 pp in every seed, against a seed spread of 1 pp: within the spread
+    assert row.split()[3:] == ["0.9100", "0.9110", "0.1000", "1.0000", "yes"], row
+    assert "seeds [1, 2, 3]" in result.stdout
