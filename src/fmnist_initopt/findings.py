@@ -784,7 +784,7 @@ def run_cost_conditions(frame: pd.DataFrame) -> str:
     )
     return (
         f"{recorded.sum()} of {len(frame)} runs recorded their process CPU time (summary table) and ran {load}"
-        f"{busy}, with {threads or 'unknown'} threads each. CPU time and wall time of runs that shared the "
+        f"{busy}, with {threads or 'an unknown number of'} thread{'' if threads == '1' else 's'} each. CPU time and wall time of runs that shared the "
         "machine describe the conditions, not the methods: no verdict is drawn from them."
     )
 
