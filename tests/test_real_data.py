@@ -8,20 +8,25 @@ import yaml
 from conftest import REPO, make_study
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-# CI installs the Debian package (make test); elsewhere the test says what it needs. It never probes the network.
-@pytest.mark.skipif(
+# CI installs the Debian package (make test); elsewhere the tests say what they need. They never probe the network.
+pytestmark = pytest.mark.skipif(
     not DEBIAN_DIR.is_dir() and os.environ.get("CI") != "true",
     reason=f"real FashionMNIST not installed: apt-get install dataset-fashion-mnist (puts it in {DEBIAN_DIR})",
 )
-def test_quick_sized_study_on_real_data(tmp_path, synthetic_source):
-    study = make_study(tmp_path / "real", synthetic_source)
+
+
+def real_data_config(study) -> dict:
+    """The study's config with the real sources and the published checksums pinned in the schema."""
     repo_config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     config = study.config()
-    # the real sources and the published checksums pinned in the schema
     config["data"] = {**repo_config["data"], "sha256": schema["properties"]["data"]["properties"]["sha256"]["default"]}
+    return config
+
+
+def test_quick_sized_study_on_real_data(tmp_path, synthetic_source):
+    study = make_study(tmp_path / "real", synthetic_source)
+    config = real_data_config(study)
     config["grid"] = {"inits": ["he"], "optimizers": ["adam"], "seeds": [1]}
     config["training"] = {"epochs": 1, "batch_size": 64, "train_size": 6000}
     config["validation"] = {"source": "holdout", "size": 2000, "split_seed": 0}
@@ -33,18 +38,11 @@ def test_quick_sized_study_on_real_data(tmp_path, synthetic_source):
     assert metrics["test"]["accuracy"] > 0.7
 
 
-@pytest.mark.skipif(
-    not DEBIAN_DIR.is_dir() and os.environ.get("CI") != "true",
-    reason=f"real FashionMNIST not installed: apt-get install dataset-fashion-mnist (puts it in {DEBIAN_DIR})",
-)
 def test_an_optimizer_that_diverges_in_epoch_1_still_gets_a_report(tmp_path, synthetic_source):
     # The brief's own "loss becomes NaN" case on the real data: SGD at lr 1000 diverges in its first epoch in
     # every run (empty history); the report must still be written and say so.
     study = make_study(tmp_path / "diverging", synthetic_source)
-    repo_config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    config = study.config()
-    config["data"] = {**repo_config["data"], "sha256": schema["properties"]["data"]["properties"]["sha256"]["default"]}
+    config = real_data_config(study)
     config["grid"] = {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam"], "seeds": [1]}
     config["optimizers"]["sgd"]["kwargs"]["lr"] = 1.0e3
     config["training"] = {"epochs": 1, "batch_size": 64, "train_size": 2000}
