@@ -119,5 +119,6 @@ def test_prepared_arrays_of_other_raw_files_than_the_pinned_ones_are_refused(tmp
     source, checksums = good_source
     prepared = fetched_and_prepared(tmp_path / "data", source, checksums)
     repinned = {**checksums, "t10k-labels-idx1-ubyte": "0" * 64}
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte with SHA-256 .* but data.sha256 pins 0{64}"):
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte with SHA-256 .* but data.sha256 pins 0{64}") as raised:
         load_splits(prepared, "holdout", 100, 0, None, pinned_sha256=repinned)
+    assert f"delete {raw_dir(tmp_path / 'data')} and {prepared}" in str(raised.value)

@@ -284,6 +284,14 @@ def _prepared_error(directory: Path, problem: str) -> DataError:
     )
 
 
+def _unpinned_error(directory: Path, problem: str) -> DataError:
+    raw = directory.parent / RAW_SUBDIR
+    return DataError(
+        f"{problem}. Fix: delete {raw} and {directory} and rerun the workflow, which fetches the pinned "
+        "files again (rule fetch_data) and decodes them (rule prepare_data)."
+    )
+
+
 def load_prepared(directory: str | Path, pinned_sha256: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """The decoded arrays, memory-mapped (read-only), after checking that every .npy still has the
     SHA-256 the manifest recorded when it was written and, given `pinned_sha256` (the config's
@@ -312,7 +320,7 @@ def load_prepared(directory: str | Path, pinned_sha256: dict[str, str] | None = 
                 f"{path} changed after it was written: its SHA-256 is {actual}, {manifest_path} records {entry['sha256']}",
             )
         if pinned_sha256 is not None and entry["source_sha256"] != pinned_sha256[name]:
-            raise _prepared_error(
+            raise _unpinned_error(
                 directory,
                 f"{path} was decoded from a {name} with SHA-256 {entry['source_sha256']}, "
                 f"but data.sha256 pins {pinned_sha256[name]}",
