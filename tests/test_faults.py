@@ -159,8 +159,12 @@ def restart(study) -> subprocess.CompletedProcess:
 
 
 def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(study):
-    # three runs on two cores: the third is still training when one of the first two is done
-    study.write_config({"grid": {"inits": ["he"], "optimizers": ["sgd", "adam", "rmsprop"]}, "training": {"epochs": 4}})
+    # three runs on two cores: the third is still training when one of the first two is done. Enough epochs
+    # (~0.1 s each on a quiet machine) that the in-flight run cannot finish within the kill's grace period.
+    epochs = 40
+    study.write_config(
+        {"grid": {"inits": ["he"], "optimizers": ["sgd", "adam", "rmsprop"]}, "training": {"epochs": epochs}}
+    )
     runs, checkpoints = study.root / "results" / "runs", study.root / "results" / "checkpoints"
 
     def finished_and_in_flight():
@@ -192,7 +196,7 @@ def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(s
         assert (runs / run / "metrics.json").read_bytes() == contents[run]
     for run in in_flight:  # even the interrupted run kept its finished epochs
         assert "resuming after epoch" in (runs / run / "train.log").read_text()
-        assert study.metrics(run)["status"] == "completed" and len(study.metrics(run)["history"]["epoch"]) == 4
+        assert study.metrics(run)["status"] == "completed" and len(study.metrics(run)["history"]["epoch"]) == epochs
     assert not list(checkpoints.glob("*.pt"))
     assert not [p for p in (study.root / "results").rglob("*.partial")]
 
