@@ -18,6 +18,14 @@ include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/depth.smk"
 
 
+onstart:
+    remove_finished_checkpoints()
+
+
+onsuccess:
+    remove_finished_checkpoints()
+
+
 rule all:
     default_target: True
     input:

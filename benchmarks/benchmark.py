@@ -5,6 +5,10 @@
   (c) the quick study (config/quick.yaml): Snakemake with --cores THREADS  vs  the reference script
       training the same combinations one after another with THREADS threads
   (d) with --study-size: the six combinations x 10 epochs on the full data, one seed, the same way
+  (e) each job's fixed cost: process start to first training step, the median over the quick study's
+      jobs against the reference script's (paid once, as it trains everything in one process); and
+      what PyTorch alone takes to get there (import torch, build an optimizer, one step: torch.optim
+      imports torch._dynamo on first use), so the project's own part is the difference
 
 Every project row is measured in fp32 and in bf16 (training.precision; `--precisions` picks); the
 reference is the brief's fp32 loop, so a bf16 row's ratio is the project in bf16 against the brief as
@@ -31,6 +35,7 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +78,18 @@ MEASURE = (
     "print(json.dumps({'seconds': time.perf_counter() - t, 'returncode': done.returncode,\n"
     "                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,\n"
     "                  'stderr_tail': done.stderr[-4000:] if done.returncode else ''}))\n"
+)
+
+
+# PyTorch's own fixed cost before a first training step, which any job pays, the brief's script too.
+TORCH_ALONE = (
+    "import json, torch\n"
+    "from fmnist_initopt.environment import seconds_since_process_start\n"
+    "layer = torch.nn.Linear(4, 2)\n"
+    "optimizer = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)\n"
+    "layer(torch.ones(1, 4)).sum().backward()\n"
+    "optimizer.step()\n"
+    "print(json.dumps({'seconds_before_first_step': seconds_since_process_start()}))\n"
 )
 
 
@@ -180,6 +197,7 @@ def project_study(data_root: Path, threads: int, overlay: dict, precision: str, 
                 run["run"]["id"]: {
                     "test_accuracy": run["test"]["accuracy"],
                     "median_step_seconds": run["cost"]["median_step_seconds"],
+                    "seconds_before_first_step": run["cost"].get("seconds_before_first_step"),
                 }
                 for run in runs
             },
@@ -216,6 +234,12 @@ def reference_study(data_root: Path, threads: int, config: dict) -> dict:
     return {**result, "runs": len(combinations)}
 
 
+def torch_alone(repeats: int) -> dict:
+    """PyTorch's own time from process start to a first optimizer step, the median of `repeats` processes."""
+    seconds = [json_line_of([sys.executable, "-c", TORCH_ALONE])["seconds_before_first_step"] for _ in range(repeats)]
+    return {"seconds_before_first_step": statistics.median(seconds), "each": seconds}
+
+
 def studies(
     data_root: Path, threads: int, kind: str, smoke: bool, precisions: list[str], device: str
 ) -> dict[str, dict]:
@@ -237,16 +261,54 @@ def precision_label(requested: str, result: dict) -> str:
     return label if result["device"] == "cpu" else f"{label} on {result['device']}"
 
 
-def row(label: str, reference_seconds: float, project_seconds: float, reference_mb: float, project_mb: float) -> list:
-    return [
-        label,
-        reference_seconds,
-        project_seconds,
-        f"{reference_seconds / project_seconds:.2f}x",
-        reference_mb,
-        project_mb,
-        f"{project_mb - reference_mb:+.0f}",
-    ]
+def row(
+    label: str,
+    reference_seconds: float,
+    project_seconds: float,
+    reference_mb: float | None = None,
+    project_mb: float | None = None,
+) -> list:
+    memory = (
+        ["n/a", "n/a", "n/a"]
+        if reference_mb is None or project_mb is None
+        else [reference_mb, project_mb, f"{project_mb - reference_mb:+.0f}"]
+    )
+    return [label, reference_seconds, project_seconds, f"{reference_seconds / project_seconds:.2f}x", *memory]
+
+
+def fixed_cost_rows(study_results: dict[str, dict]) -> list[list]:
+    """(e): the quick study's per-job time to the first step against the reference script's."""
+    results = study_results.get("quick", {})
+    rows = []
+    for name, result in results.items():
+        if not name.startswith("project"):
+            continue
+        per_job = [run["seconds_before_first_step"] for run in result["runs"].values()]
+        if None in per_job or results["reference"].get("seconds_before_first_step") is None:
+            continue
+        label = f"(e) process start to first step, per job, {precision_label(name.split()[-1], result)}"
+        rows.append(row(label, results["reference"]["seconds_before_first_step"], statistics.median(per_job)))
+    return rows
+
+
+def fixed_cost_note(study_results: dict[str, dict], torch_only: dict | None) -> str:
+    """What of a project job's fixed cost is the project's own, beyond PyTorch's."""
+    if torch_only is None:
+        return ""
+    parts = []
+    for name, result in study_results.get("quick", {}).items():
+        if name.startswith("project"):
+            per_job = [run["seconds_before_first_step"] for run in result["runs"].values()]
+            if None not in per_job:
+                beyond = statistics.median(per_job) - torch_only["seconds_before_first_step"]
+                parts.append(f"{name.split()[-1]} {beyond:.2f} s")
+    if not parts:
+        return ""
+    return (
+        f"; (e): PyTorch alone (import torch, build an optimizer, one step) takes "
+        f"{torch_only['seconds_before_first_step']:.2f} s to its first step (median of "
+        f"{len(torch_only['each'])}), so a project job's own fixed cost beyond PyTorch is " + ", ".join(parts)
+    )
 
 
 HEADERS = [
@@ -298,25 +360,26 @@ def table_rows(timings: dict[str, list[dict]], study_results: dict[str, dict], s
                     result["peak_rss_mb"],
                 )
             )
-    return rows
+    return rows + fixed_cost_rows(study_results)
 
 
-def notes(repeats: int) -> str:
+def notes(repeats: int, fixed_cost: str = "") -> str:
     return (
         f"(a), (b): best of {repeats} interleaved runs each; (c), (d): one run each, the project through "
         "Snakemake (decoding the data included), the reference's time measured inside its script; "
         "the reference is always the brief's fp32 loop; peak = RSS high-water mark of the largest process"
+        f"{fixed_cost}"
     )
 
 
-def markdown(rows: list[list], header: dict[str, str], repeats: int) -> str:
+def markdown(rows: list[list], header: dict[str, str], notes_text: str) -> str:
     lines = ["# Benchmark results", ""]
     lines.append(
         "Written by `benchmarks/benchmark.py`, overwritten by each run; the reference is the lab brief's loop."
     )
     lines.append("")
     lines += [f"- {key}: {value}" for key, value in header.items()]
-    lines += ["", tabulate(rows, headers=HEADERS, tablefmt="github", floatfmt=".2f"), "", notes(repeats), ""]
+    lines += ["", tabulate(rows, headers=HEADERS, tablefmt="github", floatfmt=".2f"), "", notes_text, ""]
     return "\n".join(lines)
 
 
@@ -368,16 +431,21 @@ def main(argv=None) -> None:
     study_results = {
         kind: studies(args.data_root, args.threads, kind, args.smoke, args.precisions, args.device) for kind in kinds
     }
+    torch_only = None if args.skip_study else torch_alone(args.repeats)
     header["load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
     rows = table_rows(timings, study_results, sizes)
-    print(tabulate(rows, headers=HEADERS, floatfmt=".2f") + "\n" + notes(args.repeats))
+    notes_text = notes(args.repeats, fixed_cost_note(study_results, torch_only))
+    print(tabulate(rows, headers=HEADERS, floatfmt=".2f") + "\n" + notes_text)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(markdown(rows, header, args.repeats))
+        output.write_text(markdown(rows, header, notes_text))
         print(f"written to {output}")
     if args.json:
         args.json.write_text(
-            json.dumps({"header": header, "epoch_and_eval": timings, "studies": study_results}, indent=2)
+            json.dumps(
+                {"header": header, "epoch_and_eval": timings, "studies": study_results, "torch_alone": torch_only},
+                indent=2,
+            )
         )
 
 

@@ -39,6 +39,11 @@ def test_smoke_benchmark_prints_and_writes_a_ratio_for_each_measure_and_precisio
             assert re.search(r"\s\d+\.\d\dx\s", line), line
             assert any(line.startswith(f"| {measure}") and precision in line for line in written.splitlines())
     assert "- CPU: " in written and "torch " in written and "- date: " in written
+    for precision in ("fp32", "bf16"):
+        fixed_cost = next(line for line in written.splitlines() if line.startswith("| (e)") and precision in line)
+        reference_s, project_s = (float(cell) for cell in fixed_cost.split("|")[2:4])
+        assert reference_s > 0 and project_s > 0, fixed_cost
+        assert re.search(rf"beyond PyTorch is .*{precision} -?\d+\.\d\d s", written), written
 
 
 def test_precision_parity_from_two_finished_studies_pairs_runs_by_seed(tmp_path):

@@ -88,3 +88,29 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     resumed, reference = killed.metrics(RUN_ID), uninterrupted.metrics(RUN_ID)
     assert resumed["history"]["epoch"] == list(range(1, EPOCHS + 1))
     assert without_timings(resumed) | {"environment": None} == without_timings(reference) | {"environment": None}
+
+
+def epochs_trained(study) -> int:
+    return len(re.findall(r"epoch \d+/\d+", (study.root / "results" / "runs" / RUN_ID / "train.log").read_text()))
+
+
+def test_a_requeued_job_re_evaluates_a_finished_run_and_a_forced_rerun_retrains_it(tmp_path, synthetic_source):
+    study = make_study(tmp_path / "study", synthetic_source, OVERRIDES)
+    # a SLURM group job runs Snakemake with --no-hooks: the finished run's checkpoint stays
+    study.snakemake(*ONE_THREAD, "--no-hooks", TARGET)
+    assert (study.root / CHECKPOINT).exists(), "a finished run lost its checkpoint inside a group job"
+    first = study.metrics(RUN_ID)
+
+    # a requeued or retried group reruns every job it holds (--force): the finished one is only re-evaluated
+    study.snakemake(*ONE_THREAD, "--no-hooks", "--force", TARGET)
+    log = (study.root / "results" / "runs" / RUN_ID / "train.log").read_text()
+    assert f"resuming after epoch {EPOCHS}" in log and epochs_trained(study) == 0, log
+    assert without_timings(study.metrics(RUN_ID)) | {"environment": None} == without_timings(first) | {
+        "environment": None
+    }
+
+    # the user's forced rerun starts from scratch: the hooks remove a finished run's checkpoint first
+    study.snakemake(*ONE_THREAD, "--forcerun", TARGET)
+    assert epochs_trained(study) == EPOCHS
+    assert "resuming" not in (study.root / "results" / "runs" / RUN_ID / "train.log").read_text()
+    assert not (study.root / CHECKPOINT).exists(), "a finished run's checkpoint outlived a successful Snakemake"

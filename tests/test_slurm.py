@@ -32,16 +32,17 @@ FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2")
 # the local reference run uses the same single thread, so its numbers can be compared.
 ONE_THREAD = ("--set-threads", "train=1")
 SNAKEMAKE_TIMEOUT = 300
-# The profile's group of train jobs, and k for the tests (the profile's default is for 18 runs).
+# The profile's group of train jobs, and k for the tests (the profile's default is for the 36 runs).
 TRAIN_GROUP = "train_group"
 RUNS_PER_SUBMISSION = 2
 GROUPING = ("--group-components", f"{TRAIN_GROUP}={RUNS_PER_SUBMISSION}")
 # Four runs in groups of two: two submissions, one per fake GPU, so the cluster runs them side
 # by side. What SLURM changes (submission, resources, polling) is the same for every run.
 STUDY = {"grid": {"inits": ["he", "xavier"], "optimizers": ["adam", "sgd"], "seeds": [1]}, "device": "auto"}
-# One run whose epochs last long enough (see slow_synthetic_source) to requeue it mid-run.
+# Two runs, one submission (GROUPING), trained one after the other; their epochs last long enough
+# (see slow_synthetic_source) to requeue the group once the first is done and the second mid-run.
 REQUEUE_STUDY = {
-    "grid": {"inits": ["he"], "optimizers": ["adam"], "seeds": [1]},
+    "grid": {"inits": ["he"], "optimizers": ["adam", "sgd"], "seeds": [1]},
     "training": {"epochs": 3},
     "device": "auto",
 }
@@ -191,15 +192,21 @@ def test_profile_trains_k_runs_per_submission_on_one_gpu(slurm_cluster, tmp_path
         assert comparable(study.metrics(run_id)) == comparable(local.metrics(run_id)), run_id
 
 
-def test_requeued_train_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path, slow_synthetic_source):
+def test_requeued_group_re_evaluates_its_finished_run_and_resumes_the_other(
+    slurm_cluster, tmp_path, slow_synthetic_source
+):
     study = slurm_study(tmp_path / "on-slurm", slow_synthetic_source, REQUEUE_STUDY)
-    run_id = "he_adam_seed1"
-    checkpoint = study.root / "results" / "checkpoints" / f"{run_id}.pt"
-    metrics = study.root / "results" / "runs" / run_id / "metrics.json"
+    runs, checkpoints = study.root / "results" / "runs", study.root / "results" / "checkpoints"
+    run_ids = {"he_adam_seed1", "he_sgd_seed1"}
+
+    def one_finished_one_in_flight():
+        finished = {run for run in run_ids if (runs / run / "metrics.json").exists()}
+        in_flight = {run for run in run_ids - finished if (checkpoints / f"{run}.pt").exists()}
+        return (finished, in_flight) if len(finished) == 1 and len(in_flight) == 1 else None
 
     started = time.monotonic()
     process = subprocess.Popen(
-        [SNAKEMAKE, "--profile", "slurm", *FAST_POLLING, *ONE_THREAD],
+        [SNAKEMAKE, "--profile", "slurm", *GROUPING, *FAST_POLLING, *ONE_THREAD],
         cwd=study.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -207,12 +214,12 @@ def test_requeued_train_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        # the first epoch's checkpoint exists, the run is not finished: requeue it now
-        wait_for(checkpoint.exists, SNAKEMAKE_TIMEOUT, f"checkpoint {checkpoint.name}", process)
+        # the group's first run is done and its second has checkpointed an epoch: requeue the group now
+        wait_for(one_finished_one_in_flight, SNAKEMAKE_TIMEOUT, "one finished run and one checkpoint", process)
+        (finished,), (in_flight,) = one_finished_one_in_flight()
         (job_id,) = running_train_jobs(study.root)
-        assert not metrics.exists(), "the run finished before it could be requeued: make its epochs longer"
         subprocess.run(["scontrol", "requeue", job_id], check=True)
-        print(f"requeued job {job_id} after {time.monotonic() - started:.0f} s")
+        print(f"requeued job {job_id} after {time.monotonic() - started:.0f} s ({finished} done, {in_flight} not)")
         output = process.communicate(timeout=SNAKEMAKE_TIMEOUT)[0]
     finally:
         if process.poll() is None:
@@ -221,22 +228,30 @@ def test_requeued_train_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path,
     print(f"snakemake --profile slurm with a requeue: {time.monotonic() - started:.0f} s")
     assert process.returncode == 0, output
 
-    # the restarted job went on from the checkpoint of a finished epoch, not from scratch
-    log = (study.root / "results" / "runs" / run_id / "train.log").read_text()
-    resumed = re.search(rf"{run_id}: resuming after epoch (\d+)", log)
+    epochs = REQUEUE_STUDY["training"]["epochs"]
+    # the restarted group re-evaluated the run it had finished (its last checkpoint) instead of retraining it
+    log = (runs / finished / "train.log").read_text()
+    assert f"{finished}: resuming after epoch {epochs}" in log and not re.search(r"epoch \d+/\d+", log), log
+    # and went on with the other from the checkpoint of a finished epoch, not from scratch
+    log = (runs / in_flight / "train.log").read_text()
+    resumed = re.search(rf"{in_flight}: resuming after epoch (\d+)", log)
     assert resumed, log
-    assert 1 <= int(resumed.group(1)) < REQUEUE_STUDY["training"]["epochs"], log
+    assert 1 <= int(resumed.group(1)) < epochs, log
+    # the finished runs' checkpoints are gone once Snakemake has succeeded
+    assert not list(checkpoints.glob("*.pt"))
     starts = accounted_jobs(study.root, "-D")
     show_jobs(starts)
-    finished_in = study.metrics(run_id)["environment"]["slurm_job_id"]
-    if finished_in == job_id:
+    finished_in = {study.metrics(run)["environment"]["slurm_job_id"] for run in run_ids}
+    if finished_in == {job_id}:
         # SLURM put the job back in the queue and restarted it under its id; the plugin kept
         # waiting for it (REQUEUED and PENDING are not failures to it)
         assert [job["State"] for job in starts if job["JobIDRaw"] == job_id] == ["REQUEUED", "COMPLETED"], starts
     else:
-        # the plugin took the requeue for a failure and Snakemake resubmitted the run (retries)
-        assert int(finished_in) > int(job_id), (finished_in, job_id)
+        # the plugin took the requeue for a failure and Snakemake resubmitted the group (retries)
+        (resubmitted,) = finished_in
+        assert int(resubmitted) > int(job_id), (finished_in, job_id)
 
     local = make_study(tmp_path / "local", slow_synthetic_source, REQUEUE_STUDY)
     local.snakemake("--cores", "2", *ONE_THREAD)
-    assert comparable(study.metrics(run_id)) == comparable(local.metrics(run_id))
+    for run in run_ids:
+        assert comparable(study.metrics(run)) == comparable(local.metrics(run)), run

@@ -164,6 +164,8 @@ class RunCost:
 
     timer: StepTimer
     cpu_seconds_before: float = 0.0  # spent by the processes before a resume
+    # What this process spent before its first step (Python, imports, data): the per-job fixed cost.
+    seconds_before_first_step: float | None = None
     load_average_start: float = field(default_factory=lambda: os.getloadavg()[0])
     _cpu_started: float = field(default_factory=time.process_time)
 
@@ -194,6 +196,7 @@ class RunCost:
             "load_average_end": os.getloadavg()[0],
             "cpu_count": usable_cpu_count(),
             "threads": torch.get_num_threads(),
+            "seconds_before_first_step": self.seconds_before_first_step,
         }
 
 
@@ -235,13 +238,14 @@ def train_run(
         cost.resume(saved["cost"])
         log.info("%s: resuming after epoch %d from %s", spec.run_id, len(history["epoch"]), checkpoint_path)
 
+    cost.seconds_before_first_step = seconds_since_process_start()
     log.info(
         "%s: training in %s on %s with %d thread(s), %.2f s after the process started (%.2f s of CPU time)",
         spec.run_id,
         precision,
         device,
         torch.get_num_threads(),
-        seconds_since_process_start() or math.nan,
+        cost.seconds_before_first_step or math.nan,
         time.process_time(),
     )
     divergence = None

@@ -175,6 +175,17 @@ def checkpoint_of(wildcards, output):
     return f"{CHECKPOINT_DIR}/{Path(output.metrics).parent.name}.pt"
 
 
+def remove_finished_checkpoints():
+    """A finished run keeps its last checkpoint while Snakemake runs (a requeued or retried group of
+    runs then re-evaluates the runs it had finished instead of retraining them); the hooks in the
+    Snakefile remove it when a run succeeds, and at the start of the next run, so that a forced
+    rerun retrains."""
+    run_dirs = [Path(RUN_DIR).parent, Path(SWEEP_DIR).parent]
+    for saved in Path(CHECKPOINT_DIR).glob("*.pt"):
+        if any((runs / saved.stem / "metrics.json").is_file() for runs in run_dirs):
+            saved.unlink(missing_ok=True)
+
+
 def sweep_metrics():
     """Every sweep point's metrics.json (the sweep tunes depth 0); a point that is a grid run is that run's file."""
     return [

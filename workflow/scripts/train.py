@@ -29,8 +29,8 @@ try:
     checkpoint = Path(snakemake.params.checkpoint)
     metrics = train_run(spec, splits, device, checkpoint)
     metrics["environment"] = environment(device, torch.get_num_threads(), snakemake.scriptdir)
+    # The checkpoint stays: the Snakefile's hooks remove it (see remove_finished_checkpoints).
     atomic_write_json(snakemake.output.metrics, metrics)
-    checkpoint.unlink(missing_ok=True)
 except Exception:
     log.exception("training failed")
     raise
