@@ -15,7 +15,7 @@ import time
 import torch
 
 from fmnist_initopt.data import load_splits, prepare_data, raw_dir  # noqa: E402
-from fmnist_initopt.environment import precision_in_use, resolve_device  # noqa: E402
+from fmnist_initopt.environment import keep_freed_memory, precision_in_use, resolve_device  # noqa: E402
 from fmnist_initopt.study import RunSpec  # noqa: E402
 from fmnist_initopt.training import (  # noqa: E402
     epoch_generator,
@@ -46,6 +46,7 @@ def splits_from_raw(root, split):
 def time_epoch(root, split, eval_size, seed, precision="fp32", device_name="cpu"):
     """One training epoch and one evaluation pass, timed as train_run runs them: the data on the
     device, each timing closed by a device sync (evaluate's .item() syncs by itself)."""
+    keep_freed_memory()  # as train_run does
     splits = splits_from_raw(root, split)
     device = resolve_device(device_name)
     precision = precision_in_use(precision, device)

@@ -71,5 +71,8 @@ def test_precision_parity_from_two_finished_studies_pairs_runs_by_seed(tmp_path)
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("he + adam"))
     # +0.1 pp in every seed, against a seed spread of 1 pp: within the spread
-    assert row.split()[3:] == ["0.9100", "0.9110", "0.1000", "1.0000", "yes"], row
+    assert row.split()[3:8] == ["0.9100", "0.9110", "0.1000", "1.0000", "yes"], row
+    # the same +0.1 pp three times: the exact sign-flip p is 2 / 2**3, so not detected with 3 pairs
+    assert "+0.10 pp [0.10, 0.10], p = 0.25 (Holm 0.25): not detected" in row, row
+    assert "pooled over 3 pairs, bf16 - fp32: +0.10 pp [0.10, 0.10], p = 0.25" in result.stdout
     assert "seeds [1, 2, 3]" in result.stdout

@@ -11,7 +11,7 @@ import torch
 from conftest import metrics_schema, spec, synthetic_splits
 from test_open_grid import full_config
 
-from fmnist_initopt import cost, training
+from fmnist_initopt import cost, environment, training
 
 COST_FIELDS = {
     "process_cpu_seconds",
@@ -21,6 +21,7 @@ COST_FIELDS = {
     "load_average_end",
     "cpu_count",
     "threads",
+    "seconds_before_first_step",
 }
 
 
@@ -40,6 +41,8 @@ def test_every_run_records_its_cost_with_a_sample_of_timed_steps():
     assert 0 < recorded["median_step_seconds"] < metrics["training_seconds"]
     assert recorded["process_cpu_seconds"] > 0
     assert recorded["threads"] == torch.get_num_threads() and recorded["cpu_count"] >= 1
+    # this process (pytest) started before the run began training, and not long before this check
+    assert 0 < recorded["seconds_before_first_step"] < environment.seconds_since_process_start()
 
 
 def test_only_every_fiftieth_step_is_timed():

@@ -2,7 +2,10 @@
 fp32 with a warning; the precision is part of a run's identity."""
 
 import logging
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +91,31 @@ def test_precision_is_part_of_a_runs_identity():
     assert bf16.precision == "bf16"
     assert canonical_json(fp32.as_dict()) != canonical_json(bf16.as_dict())
     assert fp32.fingerprint() != bf16.fingerprint()  # a checkpoint of one is never resumed as the other
+
+
+# A process that frees a 20 MB block (the size of a batch's activations) and reports how much of it
+# the process still holds afterwards: kept for the next batch, or handed back to the kernel.
+FREE_A_BLOCK = """
+import sys
+from fmnist_initopt.environment import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+def resident():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+before = resident()
+block = bytearray(20 * 2**20)  # zero-filled, so every page is touched
+del block
+print(applied, (resident() - before) / 2**20)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from Linux /proc")
+def test_freed_activation_sized_blocks_stay_in_the_process_for_the_next_batch():
+    def held_after_free(mode: str) -> tuple[str, float]:
+        out = subprocess.run([sys.executable, "-c", FREE_A_BLOCK, mode], capture_output=True, text=True, check=True)
+        applied, held_mb = out.stdout.split()
+        return applied, float(held_mb)
+
+    assert held_after_free("default")[1] < 5, "without the setting, glibc hands a freed 20 MB block back at once"
+    applied, held_mb = held_after_free("keep")
+    assert applied == "True" and held_mb > 15, (applied, held_mb)

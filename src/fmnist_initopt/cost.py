@@ -77,9 +77,10 @@ def measure_step_costs(step_plan: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per combination of `step_plan` (see `plan`), with the columns COLUMNS."""
     import torch
 
-    from fmnist_initopt.environment import device_name, precision_in_use, resolve_device
+    from fmnist_initopt.environment import device_name, keep_freed_memory, precision_in_use, resolve_device
     from fmnist_initopt.training import model_and_optimizer, optimizer_step, synchronize
 
+    keep_freed_memory()  # as the runs do, so the step costs are theirs
     device = resolve_device(step_plan["device"])
     precision = precision_in_use(step_plan["precision"], device)
     generator = torch.Generator().manual_seed(BATCH_SEED)

@@ -22,7 +22,12 @@ import torch.nn.functional as F
 
 from fmnist_initopt import checkpoint, diagnostics
 from fmnist_initopt.data import Splits
-from fmnist_initopt.environment import precision_in_use, seconds_since_process_start, usable_cpu_count
+from fmnist_initopt.environment import (
+    keep_freed_memory,
+    precision_in_use,
+    seconds_since_process_start,
+    usable_cpu_count,
+)
 from fmnist_initopt.model import build_model, model_record, weight_stats
 from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
 from fmnist_initopt.study import RunSpec
@@ -216,6 +221,7 @@ def train_run(
     """Train `spec` to the end (resuming from `checkpoint_path` if it holds a finished epoch)
     and return its metrics. The checkpoint is written after every epoch and is left in place;
     the caller removes it once the metrics are safely written."""
+    keep_freed_memory()
     cost = RunCost(StepTimer(device))
     precision = precision_in_use(spec.precision, device)
     model, optimizer = model_and_optimizer(spec, device)
