@@ -1,7 +1,8 @@
 """Time one training step and one evaluation pass per model depth, as a training job runs them.
 
 The project's own model, layout (channels-last) and optimizer (fused where PyTorch has one), one thread
-(the train rule's `threads: 1`), batches of 64 random images (the time does not depend on the values).
+(the train rule's `threads: 1`), batches of 64 random uint8 images, normalised per batch as train_epoch
+does (the time does not depend on the values).
 Times are CPU seconds of this process (time.process_time): on a shared machine wall time counts the
 waits for a core, CPU time does not, and with one thread it is the wall time of an unshared core.
 Depths alternate REPEATS times and each keeps its best time. Prints one JSON line per (depth, optimizer).
@@ -18,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from fmnist_initopt.data import normalise
 from fmnist_initopt.study import RunSpec
 from fmnist_initopt.training import EVAL_BATCH_SIZE, evaluate, model_and_optimizer
 
@@ -50,7 +52,7 @@ def step_seconds(depth: int, optimizer: str, steps: int, images: torch.Tensor, l
 
     def step(index: int) -> None:
         batch = slice(index * 64 % len(labels), index * 64 % len(labels) + 64)
-        loss = F.cross_entropy(model(images[batch]), labels[batch])
+        loss = F.cross_entropy(model(normalise(images[batch])), labels[batch])
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
@@ -81,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(2000, 1, 28, 28, generator=generator)
+    images = torch.randint(0, 256, (2000, 1, 28, 28), dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (2000,), generator=generator)
     best_step: dict[tuple[int, str], float] = {}
     best_eval: dict[int, float] = {}

@@ -19,14 +19,18 @@ Both train on the workflow's split (50,000 images unless --train-size, batch 64)
     .venv/bin/python benchmarks/equivalence.py --compare precision --from-runs FP32_RUNS BF16_RUNS
 
 --from-runs reads the runs two studies already trained (their results/runs directories, e.g. the
-default study and the same grid with training.precision: bf16) instead of training here.
+default study and the same grid with training.precision: bf16) instead of training here. --output
+also writes the precision table as Markdown, with the date, the CPU and the command
+(docs/precision-parity.md is written so).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import itertools
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -40,7 +44,7 @@ import reference_loop  # noqa: E402
 from project_loop import HE_ADAM, splits_from_raw  # noqa: E402
 
 from fmnist_initopt import stats  # noqa: E402
-from fmnist_initopt.environment import precision_in_use  # noqa: E402
+from fmnist_initopt.environment import cpu_model, precision_in_use  # noqa: E402
 from fmnist_initopt.study import RunSpec, run_spec  # noqa: E402
 from fmnist_initopt.training import train_run  # noqa: E402
 
@@ -124,12 +128,43 @@ def pooled_parity(accuracies: dict[tuple[str, str], dict[str, list[float]]]) -> 
     return f"pooled over {len(differences)} pairs, bf16 - fp32: {stats.describe(pooled, mde=mde)}"
 
 
-def print_parity(accuracies: dict[tuple[str, str], dict[str, list[float]]]) -> None:
-    print(tabulate(precision_parity_rows(accuracies), headers=PARITY_HEADERS, floatfmt=".4f"))
-    print(pooled_parity(accuracies))
+def print_parity(accuracies: dict[tuple[str, str], dict[str, list[float]]], title: str, output: Path | None) -> None:
+    rows, pooled = precision_parity_rows(accuracies), pooled_parity(accuracies)
+    print(title)
+    print(tabulate(rows, headers=PARITY_HEADERS, floatfmt=".4f"))
+    print(pooled)
+    if output is None:
+        return
+    header = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "CPU": cpu_model(),
+        "software": f"torch {torch.__version__}",
+        "command": shlex.join(["benchmarks/equivalence.py", *sys.argv[1:]]),
+    }
+    lines = [
+        "# bf16 against fp32: final test accuracy",
+        "",
+        "Written by `benchmarks/equivalence.py --compare precision`, overwritten by each run.",
+        "",
+        *[f"- {key}: {value}" for key, value in header.items()],
+        "",
+        title,
+        "",
+        tabulate(rows, headers=PARITY_HEADERS, tablefmt="github", floatfmt=".4f"),
+        "",
+        f"{pooled}.",
+        "",
+        "A seed gives both precisions the same initial weights and data order, so each difference is paired; "
+        '"within spread": the mean difference is smaller than the larger of the two seed-to-seed standard '
+        "deviations; the paired tests follow the report's decision rule (exact sign-flip permutation, Holm).",
+        "",
+    ]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(lines))
+    print(f"written to {output}")
 
 
-def compare_precision(root, seeds, epochs, train_size):
+def compare_precision(root, seeds, epochs, train_size, output=None):
     config = yaml.safe_load((HERE.parent / "config" / "config.yaml").read_text())
     config["training"].update(epochs=epochs, train_size=train_size)
     splits = splits_from_raw(root, split_of(train_size))
@@ -145,11 +180,10 @@ def compare_precision(root, seeds, epochs, train_size):
                 train_run(run_spec(config, init, optimizer, seed), splits, CPU)["test"]["accuracy"] for seed in seeds
             ]
         print(f"  {init} + {optimizer}: {accuracies[init, optimizer]}", file=sys.stderr, flush=True)
-    print(f"{len(seeds)} seeds, {epochs} epochs, {len(splits.train_y):,} training images")
-    print_parity(accuracies)
+    print_parity(accuracies, f"{len(seeds)} seeds, {epochs} epochs, {len(splits.train_y):,} training images", output)
 
 
-def compare_finished_runs(fp32_runs: Path, bf16_runs: Path) -> None:
+def compare_finished_runs(fp32_runs: Path, bf16_runs: Path, output: Path | None = None) -> None:
     """The parity table from two studies' metrics.json files, matched on (init, optimizer, seed)."""
     finished = {}
     for precision, directory in (("fp32", fp32_runs), ("bf16", bf16_runs)):
@@ -168,8 +202,8 @@ def compare_finished_runs(fp32_runs: Path, bf16_runs: Path) -> None:
         sys.exit(f"no (init, optimizer, seed) finished in fp32 under {fp32_runs} and in bf16 under {bf16_runs}")
     epochs = {len(metrics["history"]["epoch"]) for metrics in finished.values()}
     seeds = sorted({seed for _, _, seed in keys})
-    print(f"seeds {seeds}, epochs {sorted(epochs)}, from {fp32_runs} (fp32) and {bf16_runs} (bf16)")
-    print_parity(accuracies)
+    title = f"seeds {seeds}, {sorted(epochs)} epochs, from {fp32_runs} (fp32) and {bf16_runs} (bf16)"
+    print_parity(accuracies, title, output)
 
 
 def main(argv=None):
@@ -181,13 +215,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=None, help="training images (default: all 50,000)")
     parser.add_argument("--from-runs", type=Path, nargs=2, metavar=("FP32_RUNS", "BF16_RUNS"))
+    parser.add_argument("--output", type=Path, help="also write the precision table here as Markdown")
     args = parser.parse_args(argv)
     if args.from_runs:
-        compare_finished_runs(*args.from_runs)
+        compare_finished_runs(*args.from_runs, output=args.output)
         return
     torch.set_num_threads(args.threads)
-    compare = compare_reference if args.compare == "reference" else compare_precision
-    compare(args.data_root, args.seeds, args.epochs, args.train_size)
+    if args.compare == "reference":
+        compare_reference(args.data_root, args.seeds, args.epochs, args.train_size)
+    else:
+        compare_precision(args.data_root, args.seeds, args.epochs, args.train_size, args.output)
 
 
 if __name__ == "__main__":

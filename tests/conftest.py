@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from synthetic import synthetic_arrays, write_synthetic_source
 
-from fmnist_initopt.data import Splits, normalise
+from fmnist_initopt.data import Splits
 from fmnist_initopt.study import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,13 +145,13 @@ def synthetic_splits(n_train=400, n_test=200) -> Splits:
         k: torch.from_numpy(v.astype("int64") if "labels" in k else v)
         for k, v in synthetic_arrays(n_train, n_test).items()
     }
-    images, labels = normalise(arrays["train-images-idx3-ubyte"]), arrays["train-labels-idx1-ubyte"]
+    images, labels = arrays["train-images-idx3-ubyte"].unsqueeze(1), arrays["train-labels-idx1-ubyte"]
     return Splits(
         train_x=images[100:],
         train_y=labels[100:],
         val_x=images[:100],
         val_y=labels[:100],
-        test_x=normalise(arrays["t10k-images-idx3-ubyte"]),
+        test_x=arrays["t10k-images-idx3-ubyte"].unsqueeze(1),
         test_y=arrays["t10k-labels-idx1-ubyte"],
         val_source="holdout",
     )

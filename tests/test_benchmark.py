@@ -63,6 +63,8 @@ def test_precision_parity_from_two_finished_studies_pairs_runs_by_seed(tmp_path)
             "--from-runs",
             str(tmp_path / "fp32" / "results" / "runs"),
             str(tmp_path / "bf16" / "results" / "runs"),
+            "--output",
+            str(tmp_path / "parity.md"),
         ],
         capture_output=True,
         text=True,
@@ -76,3 +78,5 @@ def test_precision_parity_from_two_finished_studies_pairs_runs_by_seed(tmp_path)
     assert "+0.10 pp [0.10, 0.10], p = 0.25 (Holm 0.25): not detected" in row, row
     assert "pooled over 3 pairs, bf16 - fp32: +0.10 pp [0.10, 0.10], p = 0.25" in result.stdout
     assert "seeds [1, 2, 3]" in result.stdout
+    written = (tmp_path / "parity.md").read_text()
+    assert "| he + adam" in written and "pooled over 3 pairs" in written and "- CPU: " in written

@@ -13,6 +13,7 @@ from fmnist_initopt.data import (
     DataError,
     fetch_raw_files,
     load_splits,
+    normalise,
     prepare_data,
     prepared_dir,
     prepared_file,
@@ -45,8 +46,9 @@ def test_good_files_land_verified_and_loadable(tmp_path, good_source):
     assert sorted(p.name for p in raw_dir(root).iterdir()) == sorted(FILE_NAMES)
     splits = load_splits(prepared, "holdout", 100, 0, None, pinned_sha256=checksums)
     assert splits.sizes() == {"train": 500, "validation": 100, "test": 200}
-    assert splits.train_x.shape[1:] == (1, 28, 28)
-    assert -1.0 <= splits.train_x.min() and splits.train_x.max() <= 1.0
+    assert splits.train_x.shape[1:] == (1, 28, 28) and splits.train_x.dtype == torch.uint8
+    images = normalise(splits.train_x)
+    assert images.dtype == torch.float32 and -1.0 <= images.min() and images.max() <= 1.0
 
 
 def test_corrupt_first_source_falls_through_to_a_good_second(tmp_path, good_source, caplog):

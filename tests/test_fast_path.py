@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from conftest import reference_loop
 
+from fmnist_initopt.data import normalise
 from fmnist_initopt.optimizers import build_optimizer
 from fmnist_initopt.study import RunSpec
 from fmnist_initopt.training import MEMORY_FORMAT, epoch_generator, model_and_optimizer, train_epoch
@@ -82,11 +83,13 @@ def test_project_epoch_loop_updates_the_parameters_as_the_plain_loop_does(init, 
     model, optimizer = model_and_optimizer(spec(init, optimizer_name), torch.device("cpu"))
     model.double()
     reference, plain_optimizer = plain_copy(model, optimizer_name)
-    images, labels = data(3 * BATCH)
-    images = images.double()
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (3 * BATCH, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (3 * BATCH,), generator=generator)
+    images = normalise(pixels, torch.float64)  # what the brief's transforms give, in float64
     initial = [p.detach().clone() for p in model.parameters()]
 
-    train_epoch(model, optimizer, images, labels, BATCH, epoch_generator(3, 1))
+    train_epoch(model, optimizer, pixels, labels, BATCH, epoch_generator(3, 1))
     order = torch.randperm(len(labels), generator=epoch_generator(3, 1))
     reference.train()
     for start in range(0, len(labels), BATCH):

@@ -13,6 +13,7 @@ from conftest import spec, synthetic_splits
 from test_open_grid import full_config
 
 from fmnist_initopt import environment, training
+from fmnist_initopt.data import normalise
 from fmnist_initopt.study import canonical_json, run_spec
 
 CPU = torch.device("cpu")
@@ -43,7 +44,7 @@ def test_a_bf16_run_completes_learns_and_records_its_precision(bf16_native):
 
 def test_bf16_keeps_parameters_gradients_optimizer_state_and_loss_in_fp32(bf16_native):
     model, optimizer = training.model_and_optimizer(spec(precision="bf16"), CPU)
-    images, labels = synthetic_splits().train_x[:32], synthetic_splits().train_y[:32]
+    images, labels = normalise(synthetic_splits().train_x[:32]), synthetic_splits().train_y[:32]
     loss = training.optimizer_step(model, optimizer, images, labels, "bf16")
     assert loss.dtype == torch.float32
     with training.autocast(CPU, "bf16"):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from fmnist_initopt import checkpoint, diagnostics
-from fmnist_initopt.data import Splits
+from fmnist_initopt.data import Splits, normalise
 from fmnist_initopt.environment import (
     keep_freed_memory,
     precision_in_use,
@@ -93,14 +93,15 @@ class StepTimer:
 def evaluate(
     model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str = "fp32"
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole set, in large batches."""
+    """Mean cross-entropy and accuracy over a whole set of uint8 `images`, in large batches."""
     model.eval()
+    dtype = next(model.parameters()).dtype
     loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     for start in range(0, len(labels), EVAL_BATCH_SIZE):
         batch_labels = labels[start : start + EVAL_BATCH_SIZE]
         with autocast(images.device, precision):
-            logits = model(images[start : start + EVAL_BATCH_SIZE])
+            logits = model(normalise(images[start : start + EVAL_BATCH_SIZE], dtype))
             loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").to(torch.float64)
         correct += (logits.argmax(dim=1) == batch_labels).sum()
     return loss_sum.item() / len(labels), correct.item() / len(labels)
@@ -136,9 +137,11 @@ def train_epoch(
     precision: str = "fp32",
     timer: StepTimer | None = None,
 ) -> tuple[float, Divergence | None]:
-    """One pass over the training set; returns the mean batch loss, or where the loss stopped being finite.
+    """One pass over the training set (uint8 `images`, normalised batch by batch to the parameters'
+    dtype); returns the mean batch loss, or where the loss stopped being finite.
     `timer`, if given, times a sample of the steps."""
     model.train()
+    dtype = next(model.parameters()).dtype
     order = torch.randperm(len(labels), generator=generator).to(images.device)
     steps = math.ceil(len(labels) / batch_size)
     step_losses = torch.empty(steps, dtype=torch.float32, device=images.device)
@@ -148,7 +151,7 @@ def train_epoch(
         if timed:
             timer.start()
         index = order[step * batch_size : (step + 1) * batch_size]
-        loss = optimizer_step(model, optimizer, images[index], labels[index], precision)
+        loss = optimizer_step(model, optimizer, normalise(images[index], dtype), labels[index], precision)
         if timed:
             timer.stop()
         step_losses[step] = loss.detach()
@@ -219,8 +222,9 @@ def train_run(
     checkpoint_path: Path | None = None,
 ) -> dict[str, Any]:
     """Train `spec` to the end (resuming from `checkpoint_path` if it holds a finished epoch)
-    and return its metrics. The checkpoint is written after every epoch and is left in place;
-    the caller removes it once the metrics are safely written."""
+    and return its metrics. The checkpoint is written after every epoch and is left in place: the
+    workflow removes it once Snakemake has succeeded, so that a job rerun meanwhile (a requeued group)
+    finds the finished run and only evaluates it again."""
     keep_freed_memory()
     cost = RunCost(StepTimer(device))
     precision = precision_in_use(spec.precision, device)
@@ -228,7 +232,8 @@ def train_run(
     init_stats = weight_stats(model)
     train_x, train_y = splits.train_x.to(device), splits.train_y.to(device)
     val_x, val_y = splits.val_x.to(device), splits.val_y.to(device)
-    probe = diagnostics.probe_batch(train_x, train_y)
+    probe_pixels, probe_labels = diagnostics.probe_batch(train_x, train_y)
+    probe = normalise(probe_pixels), probe_labels
     signal = diagnostics.new_record(model, probe)
     grad_norms = diagnostics.GradNormTracker(optimizer)
 
