@@ -206,7 +206,9 @@ def test_a_second_workflow_on_the_same_directory_is_refused_by_the_lock(study):
     first = start_study(study)
     try:
         wait_for(lambda: list((study.root / "results" / "runs").glob("*/train.log")), first, study)
-        second = study.snakemake("--cores", "1", check=False)
+        # --rerun-incomplete, as the README advises after a crash: without it the jobs the first workflow
+        # has in flight (marked incomplete) stop the second before it reaches the lock
+        second = study.snakemake("--cores", "1", "--rerun-incomplete", check=False)
         output = second.stdout + second.stderr
         assert second.returncode != 0
         assert "Directory cannot be locked" in output and "--unlock" in output
