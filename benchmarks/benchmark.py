@@ -276,32 +276,42 @@ def row(
     return [label, reference_seconds, project_seconds, f"{reference_seconds / project_seconds:.2f}x", *memory]
 
 
-def fixed_cost_rows(study_results: dict[str, dict]) -> list[list]:
-    """(e): the quick study's per-job time to the first step against the reference script's."""
-    results = study_results.get("quick", {})
-    rows = []
-    for name, result in results.items():
+def quick_study_first_steps(study_results: dict[str, dict]) -> dict[str, float]:
+    """Each project precision's median time from a job's start to its first step in the quick study
+    (leaving out a precision whose runs could not read their process start time)."""
+    medians = {}
+    for name, result in study_results.get("quick", {}).items():
         if not name.startswith("project"):
             continue
         per_job = [run["seconds_before_first_step"] for run in result["runs"].values()]
-        if None in per_job or results["reference"].get("seconds_before_first_step") is None:
-            continue
-        label = f"(e) process start to first step, per job, {precision_label(name.split()[-1], result)}"
-        rows.append(row(label, results["reference"]["seconds_before_first_step"], statistics.median(per_job)))
-    return rows
+        if None not in per_job:
+            medians[name] = statistics.median(per_job)
+    return medians
+
+
+def fixed_cost_rows(study_results: dict[str, dict]) -> list[list]:
+    """(e): the quick study's per-job time to the first step against the reference script's."""
+    reference = study_results.get("quick", {}).get("reference", {}).get("seconds_before_first_step")
+    if reference is None:
+        return []
+    return [
+        row(
+            f"(e) process start to first step, per job, {precision_label(name.split()[-1], study_results['quick'][name])}",
+            reference,
+            median,
+        )
+        for name, median in quick_study_first_steps(study_results).items()
+    ]
 
 
 def fixed_cost_note(study_results: dict[str, dict], torch_only: dict | None) -> str:
     """What of a project job's fixed cost is the project's own, beyond PyTorch's."""
     if torch_only is None:
         return ""
-    parts = []
-    for name, result in study_results.get("quick", {}).items():
-        if name.startswith("project"):
-            per_job = [run["seconds_before_first_step"] for run in result["runs"].values()]
-            if None not in per_job:
-                beyond = statistics.median(per_job) - torch_only["seconds_before_first_step"]
-                parts.append(f"{name.split()[-1]} {beyond:.2f} s")
+    parts = [
+        f"{name.split()[-1]} {median - torch_only['seconds_before_first_step']:.2f} s"
+        for name, median in quick_study_first_steps(study_results).items()
+    ]
     if not parts:
         return ""
     return (

@@ -7,31 +7,23 @@ from fake_metrics import fake_metrics, write_metrics
 from synthetic import idx_bytes, synthetic_arrays
 
 
+def run_script(name: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run benchmarks/<name> as a user would; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / name), *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_smoke_benchmark_prints_and_writes_a_ratio_for_each_measure_and_precision(tmp_path):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for name, array in synthetic_arrays(n_train=400, n_test=200).items():
         (raw / name).write_bytes(idx_bytes(array))
     output = tmp_path / "results.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "benchmark.py"),
-            "--smoke",
-            "--threads",
-            "1",
-            "--repeats",
-            "1",
-            "--data-root",
-            str(tmp_path),
-            "--output",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
+    args = ("--smoke", "--threads", "1", "--repeats", "1", "--data-root", str(tmp_path), "--output", str(output))
+    result = run_script("benchmark.py", *args, timeout=600)
     written = output.read_text()
     for measure in ("(a) training epoch", "(b) evaluation pass", "(c) quick study"):
         for precision in ("fp32", "bf16"):
@@ -54,23 +46,17 @@ def test_precision_parity_from_two_finished_studies_pairs_runs_by_seed(tmp_path)
             metrics = fake_metrics("he", "adam", seed, [0.85, base], test_accuracy=base + shift)
             runs.append({**metrics, "precision": precision})
         write_metrics(tmp_path / precision, runs)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "equivalence.py"),
-            "--compare",
-            "precision",
-            "--from-runs",
-            str(tmp_path / "fp32" / "results" / "runs"),
-            str(tmp_path / "bf16" / "results" / "runs"),
-            "--output",
-            str(tmp_path / "parity.md"),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_script(
+        "equivalence.py",
+        "--compare",
+        "precision",
+        "--from-runs",
+        str(tmp_path / "fp32" / "results" / "runs"),
+        str(tmp_path / "bf16" / "results" / "runs"),
+        "--output",
+        str(tmp_path / "parity.md"),
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("he + adam"))
     # +0.1 pp in every seed, against a seed spread of 1 pp: within the spread
     assert row.split()[3:8] == ["0.9100", "0.9110", "0.1000", "1.0000", "yes"], row

@@ -341,6 +341,11 @@ def _tensor(array: np.ndarray, dtype=None) -> torch.Tensor:
     return torch.from_numpy(np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
 
 
+def _images(array: np.ndarray) -> torch.Tensor:
+    """uint8 pixels (N, 28, 28) as a (N, 1, 28, 28) tensor, the layout the model takes."""
+    return _tensor(array).unsqueeze(1)
+
+
 def load_splits(
     directory: str | Path,
     val_source: str,
@@ -354,14 +359,14 @@ def load_splits(
     arrays = load_prepared(directory, pinned_sha256)
     images, labels = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
     train_idx, val_idx = split_indices(len(labels), val_source, val_size, split_seed, train_size)
-    test_x = _tensor(arrays["t10k-images-idx3-ubyte"]).unsqueeze(1)
+    test_x = _images(arrays["t10k-images-idx3-ubyte"])
     test_y = _tensor(arrays["t10k-labels-idx1-ubyte"], np.int64)
     if val_idx is None:
         val_x, val_y = test_x, test_y
     else:
-        val_x, val_y = _tensor(images[val_idx.numpy()]).unsqueeze(1), _tensor(labels[val_idx.numpy()], np.int64)
+        val_x, val_y = _images(images[val_idx.numpy()]), _tensor(labels[val_idx.numpy()], np.int64)
     return Splits(
-        train_x=_tensor(images[train_idx.numpy()]).unsqueeze(1),
+        train_x=_images(images[train_idx.numpy()]),
         train_y=_tensor(labels[train_idx.numpy()], np.int64),
         val_x=val_x,
         val_y=val_y,

@@ -26,10 +26,10 @@ try:
         pinned_sha256=snakemake.config["data"]["sha256"],
     )
     log.info("%s on %s: %s", spec.run_id, device, splits.sizes())
+    # Left in place when the run is done: the Snakefile's hooks remove it (remove_finished_checkpoints).
     checkpoint = Path(snakemake.params.checkpoint)
     metrics = train_run(spec, splits, device, checkpoint)
     metrics["environment"] = environment(device, torch.get_num_threads(), snakemake.scriptdir)
-    # The checkpoint stays: the Snakefile's hooks remove it (see remove_finished_checkpoints).
     atomic_write_json(snakemake.output.metrics, metrics)
 except Exception:
     log.exception("training failed")
