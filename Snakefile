@@ -16,10 +16,12 @@ include: "workflow/rules/cost.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/depth.smk"
+include: "workflow/rules/compare.smk"
+include: "workflow/rules/export.smk"
 
 
 onstart:
-    remove_finished_checkpoints()
+    tidy_checkpoints_at_start(workflow)
 
 
 onsuccess:

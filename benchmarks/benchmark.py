@@ -188,7 +188,7 @@ def project_study(data_root: Path, threads: int, overlay: dict, precision: str, 
         if result.pop("returncode") != 0:
             raise RuntimeError(f"{shlex.join(snakemake)} failed:\n{result['stderr_tail']}")
         del result["stderr_tail"]
-        runs = [json.loads(path.read_text()) for path in sorted(workspace.glob("results/runs/*/metrics.json"))]
+        runs = [json.loads(path.read_text()) for path in sorted(workspace.glob("results/*/runs/*/metrics.json"))]
         return {
             **result,
             "precision": "/".join(sorted({run["precision"] for run in runs})),

@@ -93,8 +93,13 @@ class Study:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
+    @property
+    def results(self) -> Path:
+        """The current config's study directory, results/<study>/."""
+        return self.root / "results" / self.config().get("study", "main")
+
     def metrics(self, run_id: str) -> dict:
-        return json.loads((self.root / "results" / "runs" / run_id / "metrics.json").read_text())
+        return json.loads((self.results / "runs" / run_id / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="session")

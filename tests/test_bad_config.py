@@ -5,8 +5,10 @@ also go through `snakemake -n` to prove the workflow stops there and writes noth
 """
 
 import copy
+import math
 
 import pytest
+import torch
 import yaml
 from conftest import REPO, TINY_CONFIG, deep_update
 
@@ -113,6 +115,87 @@ BAD_CONFIGS = [
         ["inits", '"He-1"', "lower-case letters and digits"],
     ),
     ("unknown device", {"device": "tpu"}, ["device", '"tpu"', "auto, cpu, cuda"]),
+    # Issue 19: values that passed the start-up check and failed in a job, or failed unclearly.
+    (
+        "infinite lr",
+        {"optimizers": {"adam": {"kwargs": {"lr": math.inf}}}},
+        ["optimizers.adam.kwargs.lr", "is Infinity;", "a finite number with value > 0"],
+    ),
+    (
+        "NaN momentum",
+        {"optimizers": {"sgd": {"kwargs": {"momentum": math.nan}}}},
+        ["optimizers.sgd.kwargs.momentum", "is NaN;", "a finite number with 0 <= value < 1"],
+    ),
+    (
+        "NaN target accuracy",
+        {"report": {"target_accuracy": math.nan}},
+        ["report.target_accuracy", "is NaN;", "a finite number with 0 < value <= 1"],
+    ),
+    (
+        "infinite argument the schema does not name",
+        {"inits": {"orthogonal": {"kwargs": {"gain": -math.inf}}}},
+        ["inits.orthogonal.kwargs.gain", "is -Infinity;", "a finite number"],
+    ),
+    (
+        "split seed beyond NumPy's and PyTorch's generators",
+        {"validation": {"split_seed": 10**20}},
+        ["validation.split_seed", "is 100000000000000000000;", "0 <= value <= 4294967295", "NumPy's and PyTorch's"],
+    ),
+    (
+        "seed written as a float",
+        {"grid": {"seeds": [1.0]}},
+        ["grid.seeds[0]", "is 1.0;", "an integer with 0 <= value", "(1, not 1.0)"],
+    ),
+    (
+        "name ending in a newline",
+        {"inits": {"hx\n": {"function": "xavier_normal_"}}},
+        ["inits", 'named "hx\\n"', "lower-case letters and digits"],
+    ),
+    (
+        "grid name ending in a newline",
+        {"grid": {"inits": ["he", "hx\n"]}},
+        ["grid.inits[1]", 'is "hx\\n"', "lower-case letters and digits"],
+    ),
+    (
+        "study name ending in a newline",
+        {"study": "main\n"},
+        ["study", 'is "main\\n"', "Lower-case letters"],
+    ),
+    (
+        "study named like the comparisons' directory",
+        {"study": "compare"},
+        ["study", 'is "compare"', 'not "compare"'],
+    ),
+    (
+        "optimizer whose step needs a closure",
+        {"optimizers": {"lbfgs": {"class": "LBFGS", "kwargs": {"lr": 0.1}}}},
+        ["optimizers.lbfgs.class", 'is "LBFGS"', "TypeError", "'closure'", "step() needs no closure"],
+    ),
+    (
+        "optimizer that needs sparse gradients",
+        {"optimizers": {"sparseadam": {"class": "SparseAdam", "kwargs": {"lr": 1.0e-3}}}},
+        [
+            "optimizers.sparseadam.class",
+            'is "SparseAdam"',
+            "does not support dense gradients",
+            "dense gradients on cpu",
+        ],
+    ),
+    (
+        "device-only flag on the CPU",
+        {"optimizers": {"rmsprop": {"kwargs": {"capturable": True}}}},
+        ["optimizers.rmsprop.kwargs.capturable", "is true:", "supported devices", "on cpu"],
+    ),
+    (
+        "2-D-only init on the convolutions",
+        {"inits": {"sparse": {"function": "sparse_", "kwargs": {"sparsity": 0.1}}}},
+        ["inits.sparse.function", 'is "sparse_"', "Only tensors with 2 dimensions", "Conv2d (4-D)"],
+    ),
+    (
+        "init argument of the wrong type",
+        {"inits": {"he": {"kwargs": {"mode": 1}}}},
+        ["inits.he.kwargs.mode", "is 1:", "torch.nn.init.kaiming_normal_", "AttributeError"],
+    ),
 ]
 
 
@@ -150,8 +233,18 @@ def test_bad_config_is_one_line_naming_key_value_and_what_is_allowed(case, overr
         assert phrase in message, f"{case}: {phrase!r} missing from: {message}"
 
 
-# One case from each stage of the check (the schema, the PyTorch cross-check); test_workflow has four more.
-@pytest.mark.parametrize("case", ["duplicate seeds", "hyperparameter SGD does not accept"])
+# Cases from each stage of the check (the schema, PyTorch's arguments, a real training step), with the
+# YAML spellings of issue 19 (.inf, a newline in a name); test_workflow has four more.
+SNAKEMAKE_CASES = [
+    "duplicate seeds",
+    "infinite lr",
+    "name ending in a newline",
+    "hyperparameter SGD does not accept",
+    "optimizer whose step needs a closure",
+]
+
+
+@pytest.mark.parametrize("case", SNAKEMAKE_CASES)
 def test_snakemake_stops_before_any_job_with_that_line(study, case):
     overrides, phrases = next((o, p) for c, o, p in BAD_CONFIGS if c == case)
     study.config_path.write_text(yaml.safe_dump(apply(study.config(), overrides), sort_keys=False))
@@ -168,3 +261,13 @@ def test_relative_and_missing_source_directories_are_accepted_at_start_up():
     which other machines lack, and fetching moves on to the next source (see test_bad_data)."""
     config = apply(base_config(), {"data": {"sources": ["./fmnist", "../elsewhere", "/no/such/dir", "~/fmnist"]}})
     validated_config(config, SCHEMA)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="where PyTorch sees a GPU, a cuda config is checked on it")
+def test_a_gpu_config_is_accepted_and_checked_on_the_cpu_of_a_machine_without_one():
+    """A cluster's login node has no GPU: a `device: cuda` config is checked there on its CPU (the jobs,
+    on GPU nodes, find other GPUs in the check's key and repeat it on theirs) instead of being refused."""
+    validated_config(apply(base_config(), {"device": "cuda"}), SCHEMA)
+    lbfgs = {"device": "cuda", "optimizers": {"lbfgs": {"class": "LBFGS", "kwargs": {"lr": 0.1}}}}
+    with pytest.raises(ConfigError, match=r"optimizers\.lbfgs\.class .* training step of the brief's CNN on cpu"):
+        validated_config(apply(base_config(), lbfgs), SCHEMA)

@@ -195,9 +195,12 @@ def test_verified_data_is_never_replaced_even_when_every_source_is_bad(tmp_path,
 
 
 def test_a_bad_source_stops_snakemake_naming_file_and_source_and_keeps_the_verified_files(study, tmp_path, mirror):
-    study.snakemake(*(f"data/FashionMNIST/raw/{name}" for name in FILE_NAMES), "--cores", "1")
+    study.snakemake("--cores", "1", "--until", "prepare_data")
     raw = study.root / "data" / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(FILE_NAMES)
     (raw / BAD_FILE).unlink()
+    shutil.rmtree(study.root / "data" / "prepared")
+    shutil.rmtree(study.results / "data")  # the study's data record: the study starts afresh
     before = state(raw)
     broken = copy_with(study.source, tmp_path / "bad", None)
     config = study.config()
@@ -205,9 +208,9 @@ def test_a_bad_source_stops_snakemake_naming_file_and_source_and_keeps_the_verif
     study.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = study.snakemake("--cores", "1", check=False)
     assert result.returncode != 0
-    log = (study.root / "results" / "logs" / "fetch_data" / f"{BAD_FILE}.log").read_text()
+    log = (study.results / "logs" / "prepare_data.log").read_text()
     assert f"{broken}: {BAD_FILE}: no file" in log
     assert f"{mirror.url('missing')}: {BAD_FILE}: HTTP 404" in log
     assert "apt-get install -y dataset-fashion-mnist" in log
     assert state(raw) == before  # the three verified files untouched, no partial fourth
-    assert not (study.root / "results" / "runs").exists()
+    assert not (study.results / "runs").exists()

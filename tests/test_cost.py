@@ -126,18 +126,18 @@ def test_the_step_cost_plan_changes_with_what_a_step_costs_and_nothing_else():
 def test_the_study_writes_step_costs_and_refuses_prepared_data_changed_on_disk(study):
     study.write_config({"grid": {"inits": ["he", "xavier"], "optimizers": ["adam"]}, "training": {"epochs": 1}})
     study.snakemake("--cores", "2")
-    table = list(csv.DictReader((study.root / "results" / "step_cost.csv").open()))
+    table = list(csv.DictReader((study.results / "step_cost.csv").open()))
     assert sorted((row["init"], row["optimizer"]) for row in table) == [("he", "adam"), ("xavier", "adam")]
     metrics = study.metrics("he_adam_seed1")
     assert metrics["precision"] == "fp32" and set(metrics["cost"]) == COST_FIELDS
 
-    array = study.root / "data" / "prepared" / "train-images-idx3-ubyte.npy"
+    (array,) = (study.root / "data" / "prepared").glob("*/train-images-idx3-ubyte.npy")
     content = bytearray(array.read_bytes())
     content[-1] ^= 0xFF
     array.write_bytes(bytes(content))
-    (study.root / "results" / "runs" / "he_adam_seed1" / "metrics.json").unlink()
+    (study.results / "runs" / "he_adam_seed1" / "metrics.json").unlink()
     result = study.snakemake("--cores", "1", check=False)
     assert result.returncode != 0
-    log = (study.root / "results" / "runs" / "he_adam_seed1" / "train.log").read_text()
+    log = (study.results / "runs" / "he_adam_seed1" / "train.log").read_text()
     assert f"{array.relative_to(study.root)} changed after it was written" in log
-    assert "Fix: delete data/prepared and rerun the workflow" in log
+    assert f"Fix: delete {array.parent.relative_to(study.root)} and rerun the workflow" in log

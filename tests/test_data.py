@@ -11,11 +11,10 @@ from fmnist_initopt.data import (
     FILE_NAMES,
     PREPARED_MANIFEST,
     DataError,
+    ensure_prepared,
     fetch_raw_files,
     load_splits,
     normalise,
-    prepare_data,
-    prepared_dir,
     prepared_file,
     raw_dir,
     sha256_of,
@@ -29,9 +28,7 @@ def good_source(tmp_path):
 
 
 def fetched_and_prepared(root, source, checksums):
-    fetch_raw_files(root, [str(source)], checksums)
-    prepare_data(raw_dir(root), prepared_dir(root))
-    return prepared_dir(root)
+    return ensure_prepared(root, checksums, [str(source)])
 
 
 def leftovers(root):
@@ -114,7 +111,7 @@ def test_a_prepared_array_changed_after_it_was_written_is_refused_naming_it_and_
         load_splits(prepared, "holdout", 100, 0, None)
     message = str(raised.value)
     assert str(tampered) in message and "changed after it was written" in message
-    assert f"delete {prepared}" in message and "prepare_data" in message
+    assert f"delete {prepared}" in message and "no finished run is retrained" in message
 
 
 def test_prepared_arrays_of_other_raw_files_than_the_pinned_ones_are_refused(tmp_path, good_source):
@@ -124,3 +121,42 @@ def test_prepared_arrays_of_other_raw_files_than_the_pinned_ones_are_refused(tmp
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte with SHA-256 .* but data.sha256 pins 0{64}") as raised:
         load_splits(prepared, "holdout", 100, 0, None, pinned_sha256=repinned)
     assert f"delete {raw_dir(tmp_path / 'data')} and {prepared}" in str(raised.value)
+
+
+def test_the_prepared_cache_is_addressed_by_the_pinned_checksums_and_redone_when_deleted(tmp_path, good_source):
+    source, checksums = good_source
+    root = tmp_path / "data"
+    prepared = fetched_and_prepared(root, source, checksums)
+    assert prepared.parent == root / "prepared" and len(prepared.name) == 16
+    first = load_splits(prepared, "holdout", 100, 0, None, pinned_sha256=checksums)
+    # the documented fix: delete the data; the next call fetches and decodes the same bytes again
+    shutil.rmtree(root)
+    again = ensure_prepared(root, checksums, [str(source)])
+    assert again == prepared
+    second = load_splits(again, "holdout", 100, 0, None, pinned_sha256=checksums)
+    assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
+    # arrays whose manifest was deleted (never left by a writer, who renames a complete directory) are redone
+    (prepared / PREPARED_MANIFEST).unlink()
+    assert ensure_prepared(root, checksums, []) == prepared and (prepared / PREPARED_MANIFEST).is_file()
+    assert [p.name for p in (root / "prepared").iterdir()] == [prepared.name], "a staging directory was left"
+
+
+def test_other_pins_are_another_cache_fetched_from_the_sources(tmp_path, good_source):
+    source, checksums = good_source
+    root = tmp_path / "data"
+    first = fetched_and_prepared(root, source, checksums)
+    other_source = tmp_path / "other"
+    other_checksums = write_synthetic_source(other_source, seed=1)
+    other = ensure_prepared(root, other_checksums, [str(other_source)])
+    assert other != first and (first / PREPARED_MANIFEST).is_file()
+    assert load_splits(other, "test", 100, 0, None, pinned_sha256=other_checksums).sizes()["train"] == 600
+    assert {name: sha256_of(raw_dir(root) / name) for name in FILE_NAMES} == other_checksums
+
+
+def test_the_cache_refuses_to_decode_raw_files_other_than_the_pinned_ones(tmp_path, good_source):
+    source, checksums = good_source
+    root = tmp_path / "data"
+    repinned = {**checksums, "train-labels-idx1-ubyte": "1" * 64}
+    with pytest.raises(DataError, match="could not obtain a verified copy of train-labels-idx1-ubyte"):
+        ensure_prepared(root, repinned, [str(source)])
+    assert not (root / "prepared").exists(), "nothing may be cached for data that is not the pinned data"

@@ -35,6 +35,6 @@ def test_cuda_run_without_a_gpu_fails_and_writes_no_metrics(study):
     study.write_config({**ONE_RUN, "device": "cuda"})
     run = study.snakemake("--cores", "1", check=False)
     assert run.returncode != 0
-    log = (study.root / "results" / "runs" / "he_sgd_seed1" / "train.log").read_text()
+    log = (study.results / "runs" / "he_sgd_seed1" / "train.log").read_text()
     assert "device is 'cuda' but PyTorch sees no CUDA GPU" in log
-    assert not (study.root / "results" / "runs" / "he_sgd_seed1" / "metrics.json").exists()
+    assert not (study.results / "runs" / "he_sgd_seed1" / "metrics.json").exists()

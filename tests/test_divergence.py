@@ -59,8 +59,8 @@ def test_a_diverging_run_succeeds_as_a_job_and_the_study_goes_on(study):
     assert diverged["status"] == "diverged" and diverged["divergence"]["epoch"] == 1
     assert diverged["hyperparameters"]["lr"] == 1.0e3
     assert completed["status"] == "completed" and len(completed["history"]["epoch"]) == 2
-    log = (study.root / "results" / "runs" / "he_sgd_seed1" / "train.log").read_text()
+    log = (study.results / "runs" / "he_sgd_seed1" / "train.log").read_text()
     assert "loss became nan" in log or "loss became inf" in log
-    assert not (study.root / "results" / "checkpoints" / "he_sgd_seed1.pt").exists()
+    assert not (study.results / "checkpoints" / "he_sgd_seed1.pt").exists()
     again = study.snakemake("--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr  # a diverged run is a result, not retried

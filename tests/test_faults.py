@@ -1,5 +1,5 @@
 """Faults lose nothing: interrupted writes, a killed study, a second workflow on the same directory.
-Plus the guarantees that hold by construction: no path outside results/, safe loading, no URL but http(s).\n(No eval/exec: ruff's S307/S102 rules, run by the test command, check the code.)"""
+Plus the guarantees that hold by construction: no path outside the study's results, safe loading, no URL but http(s).\n(No eval/exec: ruff's S307/S102 rules, run by the test command, check the code.)"""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(s
     study.write_config(
         {"grid": {"inits": ["he"], "optimizers": ["sgd", "adam", "rmsprop"]}, "training": {"epochs": epochs}}
     )
-    runs, checkpoints = study.root / "results" / "runs", study.root / "results" / "checkpoints"
+    runs, checkpoints = study.results / "runs", study.results / "checkpoints"
 
     def finished_and_in_flight():
         # finished = written AND recorded by Snakemake: a job killed between the two is, to Snakemake,
@@ -174,7 +174,7 @@ def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(s
         finished = {
             p.parent.name
             for p in runs.glob("*/metrics.json")
-            if f"results/runs/{p.parent.name}/metrics.json" not in pending
+            if f"results/main/runs/{p.parent.name}/metrics.json" not in pending
         }
         in_flight = {p.stem for p in checkpoints.glob("*.pt")} - finished
         return (finished, in_flight) if finished and in_flight else None
@@ -198,14 +198,14 @@ def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(s
         assert "resuming after epoch" in (runs / run / "train.log").read_text()
         assert study.metrics(run)["status"] == "completed" and len(study.metrics(run)["history"]["epoch"]) == epochs
     assert not list(checkpoints.glob("*.pt"))
-    assert not [p for p in (study.root / "results").rglob("*.partial")]
+    assert not [p for p in (study.results).rglob("*.partial")]
 
 
 def test_a_second_workflow_on_the_same_directory_is_refused_by_the_lock(study):
     study.write_config({"grid": {"inits": ["he"], "optimizers": ["adam"]}, "training": {"epochs": 500}})
     first = start_study(study)
     try:
-        wait_for(lambda: list((study.root / "results" / "runs").glob("*/train.log")), first, study)
+        wait_for(lambda: list((study.results / "runs").glob("*/train.log")), first, study)
         # --rerun-incomplete, as the README advises after a crash: without it the jobs the first workflow
         # has in flight (marked incomplete) stop the second before it reaches the lock
         second = study.snakemake("--cores", "1", "--rerun-incomplete", check=False)
@@ -220,9 +220,10 @@ def test_a_second_workflow_on_the_same_directory_is_refused_by_the_lock(study):
 def test_a_checkpoint_holding_arbitrary_objects_is_refused_not_executed(tmp_path):
     # ruff's S301 keeps pickle.load out of the code; this checks the loader itself refuses code objects.
     path = tmp_path / "run.pt"
-    torch.save({"fingerprint": spec().fingerprint(), "payload": Exploit()}, path)
+    bound_to = checkpoint.binding(spec(), "fp32")
+    torch.save({"binding": bound_to, "payload": Exploit()}, path)
     with pytest.raises(pickle.UnpicklingError):
-        checkpoint.load(path, spec(), torch.device("cpu"))
+        checkpoint.load(path, bound_to, torch.device("cpu"))
     assert not (tmp_path / "exploited").exists()
 
 
@@ -245,7 +246,10 @@ def test_a_source_that_is_not_http_is_read_as_a_directory_and_never_opened_as_a_
 
 @pytest.mark.parametrize(
     "target",
-    ["results/runs/he_sgd_seed1/../../../outside/metrics.json", "results/runs/lecun_sgd_seed1/metrics.json"],
+    [
+        "results/main/runs/he_sgd_seed1/../../../../outside/metrics.json",
+        "results/main/runs/lecun_sgd_seed1/metrics.json",
+    ],
 )
 def test_targets_outside_the_grid_or_results_have_no_rule(study, target):
     result = study.snakemake("-n", "--cores", "1", target, check=False)

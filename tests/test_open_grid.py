@@ -13,14 +13,17 @@ from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
 from fmnist_initopt.study import run_spec
 
 REPO_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 SCHEMA_DEFAULTS = {
     "training": {"epochs": 10, "batch_size": 64, "train_size": None},
     "validation": {"source": "holdout", "size": 10000, "split_seed": 0},
 }
+PINNED_SHA256 = SCHEMA["properties"]["data"]["properties"]["sha256"]["default"]
 
 
 def full_config(**changes):
     config = copy.deepcopy({**SCHEMA_DEFAULTS, **REPO_CONFIG})
+    config["data"].setdefault("sha256", dict(PINNED_SHA256))
     config.update(changes)
     return config
 

@@ -57,7 +57,7 @@ def test_an_optimizer_that_diverges_in_epoch_1_still_gets_a_report(tmp_path, syn
         assert metrics["history"]["val_accuracy"] == []
     for run_id in ("he_adam_seed1", "xavier_adam_seed1"):
         assert study.metrics(run_id)["status"] == "completed"
-    results = study.root / "results"
+    results = study.results
     findings = (results / "findings.md").read_text()
     for run_id in diverged:
         assert any(run_id in line and "diverged" in line for line in findings.splitlines()), run_id

@@ -101,8 +101,8 @@ def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(stu
 
     study.write_config(STUDY)
     # What `make report` runs: the study, then the report.
-    study.snakemake("--cores", "2", "--report", "results/report.html", "--report-after-run")
-    results = study.root / "results"
+    study.snakemake("--cores", "2", "--report", "results/main/report.html", "--report-after-run")
+    results = study.results
     findings = (results / "findings.md").read_text()
     wait = WebDriverWait(browser, WAIT_SECONDS)
 
@@ -121,7 +121,7 @@ def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(stu
     assert [entry for entry in menu if re.match(r"\d\. ", entry)] == CATEGORIES
 
     # A user opens the findings: "1. Findings", then the eye button of its one item.
-    assert open_category("1. Findings") == ["results/findings.html"]
+    assert open_category("1. Findings") == ["results/main/findings.html"]
     browser.find_element(By.XPATH, "//tr[td[contains(., 'findings.html')]]//a").click()
     frame = wait.until(shown.presence_of_element_located((By.TAG_NAME, "iframe")))
     browser.switch_to.frame(frame)
@@ -152,11 +152,11 @@ def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(stu
         listed[category] = open_category(category)
     browser.save_screenshot(str(tmp_path / "tables.png"))
     for name in SIGNAL_FIGURES:
-        assert f"results/figures/{name}" in listed["3. Diagnostics"]
+        assert f"results/main/figures/{name}" in listed["3. Diagnostics"]
     items = {Path(path).name for paths in listed.values() for path in paths}
     assert set(shown_figures(findings)) <= items
     captions = browser.execute_script(
         "return Object.fromEntries(Object.entries(results).map(([p, r]) => [p, r.caption]))"
     )
     for name in shown_figures(findings):
-        assert captions[f"results/figures/{name}"].strip(), f"{name} has no caption in the report"
+        assert captions[f"results/main/figures/{name}"].strip(), f"{name} has no caption in the report"

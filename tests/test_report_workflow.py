@@ -17,7 +17,7 @@ SMALL_GRID = {"grid": {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam"],
 def test_study_then_html_report_and_report_settings_never_retrain(study):
     study.write_config(SMALL_GRID)
     study.snakemake("--cores", "2")
-    results = study.root / "results"
+    results = study.results
     for name in ("summary.csv", "combinations.csv", "findings.md"):
         assert (results / name).stat().st_size > 0, name
     findings = (results / "findings.md").read_text()
@@ -31,7 +31,7 @@ def test_study_then_html_report_and_report_settings_never_retrain(study):
     page = (results / "findings.html").read_text()
     assert 'src="figures/' not in page and page.count('src="data:image/png;base64,') == len(figures)
 
-    study.snakemake("--report", "results/report.html")
+    study.snakemake("--report", "results/main/report.html")
     report = (results / "report.html").read_bytes()
     assert len(report) > 10_000 and b"learning_curves.png" in report
 

@@ -1,10 +1,13 @@
-"""Changing the config redoes exactly the work the change affects (issue 4)."""
+"""Changing the config redoes exactly the work the change affects (issue 4); another study, or the same
+data prepared again, redoes none of it, and other data redoes every run (issue 19)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_study, planned_jobs
+from conftest import REPO, make_study, planned_jobs
+from synthetic import write_synthetic_source
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def edit_config(study, change):
 
 
 # Rules that read no run: the data's, and the isolated step cost (redone when the grid's definitions change).
-NOT_ANALYSIS = ("all", "fetch_data", "prepare_data", "step_cost", "lr_sweep_report", "depth_report")
+NOT_ANALYSIS = ("all", "prepare_data", "step_cost", "lr_sweep_report", "depth_report")
 
 
 def analysis_rules(study):
@@ -43,7 +46,7 @@ def analysis_rules(study):
 
 
 def trained(jobs):
-    return {output.split("/")[2] for rule, output in jobs if rule == "train"}
+    return {Path(output).parent.name for rule, output in jobs if rule == "train"}
 
 
 def not_training(jobs):
@@ -92,22 +95,22 @@ def test_adding_an_optimizer_defined_in_yaml_trains_only_its_runs(copy):
     assert trained(planned_jobs(copy.snakemake("-n"))) == runs(["he", "xavier"], ["adamw"], [1])
     copy.snakemake("--cores", "2")
     assert copy.metrics("he_adamw_seed1")["hyperparameters"]["weight_decay"] == 0.01
-    assert "he + adamw" in (copy.root / "results" / "findings.md").read_text()
-    assert "adamw" in (copy.root / "results" / "combinations.csv").read_text()
-    metrics_time = (copy.root / "results" / "runs" / "he_adamw_seed1" / "metrics.json").stat().st_mtime
-    for figure in (copy.root / "results" / "figures").glob("*.png"):
+    assert "he + adamw" in (copy.results / "findings.md").read_text()
+    assert "adamw" in (copy.results / "combinations.csv").read_text()
+    metrics_time = (copy.results / "runs" / "he_adamw_seed1" / "metrics.json").stat().st_mtime
+    for figure in (copy.results / "figures").glob("*.png"):
         assert figure.stat().st_mtime >= metrics_time, f"{figure.name} was not redrawn with adamw"
 
 
 def test_removing_an_init_trains_nothing_and_drops_it_from_the_report(copy):
-    assert "xavier" in (copy.root / "results" / "findings.md").read_text()
+    assert "xavier" in (copy.results / "findings.md").read_text()
     edit_config(copy, lambda c: c["grid"].update(inits=["he"]))
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == set()
     assert not_training(jobs) == analysis_rules(copy) | {"all"}
     copy.snakemake("--cores", "2")
-    assert "xavier" not in (copy.root / "results" / "findings.md").read_text()
-    assert "xavier" not in (copy.root / "results" / "summary.csv").read_text()
+    assert "xavier" not in (copy.results / "findings.md").read_text()
+    assert "xavier" not in (copy.results / "summary.csv").read_text()
 
 
 def test_reordering_keys_and_respelling_numbers_reruns_nothing(copy):
@@ -126,12 +129,12 @@ def test_editing_training_code_reruns_exactly_the_runs_that_use_it(copy):
     code.write_text(code.read_text() + "\n# a harmless edit\n")
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [1])
-    assert not any(rule in ("fetch_data", "prepare_data") for rule, _ in jobs)
+    assert not any(rule == "prepare_data" for rule, _ in jobs)
     # accepting the edit without retraining, as the README documents
     copy.snakemake("--cores", "1", "--touch")
     assert trained(planned_jobs(copy.snakemake("-n"))) == set()
     # and forcing a retrain of one run when it is wanted
-    forced = planned_jobs(copy.snakemake("-n", "--forcerun", "results/runs/he_sgd_seed1/metrics.json"))
+    forced = planned_jobs(copy.snakemake("-n", "--forcerun", "results/main/runs/he_sgd_seed1/metrics.json"))
     assert trained(forced) == {"he_sgd_seed1"}
 
 
@@ -149,3 +152,69 @@ def test_editing_analysis_code_reruns_exactly_the_rules_that_use_it(copy, module
     code.write_text(code.read_text() + "\n# a harmless edit\n")
     jobs = planned_jobs(copy.snakemake("-n"))
     assert {rule for rule, _ in jobs} - {"all"} == rerun
+
+
+# --- Studies and data (issue 19) ---------------------------------------------------------------------
+def finished_state(study):
+    """Every file of the study's directory, with its bytes and modification time."""
+    return {
+        path.relative_to(study.results): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(study.results.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_the_presets_each_name_a_study_of_their_own():
+    names = {
+        preset: yaml.safe_load((REPO / "config" / f"{preset}.yaml").read_text()).get("study")
+        for preset in ("config", "quick", "depth", "lr-sweep")
+    }
+    assert names == {"config": "main", "quick": "quick", "depth": "depth", "lr-sweep": "lr-sweep"}
+
+
+def test_a_quick_study_after_a_finished_study_retrains_nothing_of_it_and_leaves_its_findings_byte_identical(copy):
+    before = finished_state(copy)
+    # a preview of the same runs (he_adam_seed1 is also a run of the main study), as config/quick.yaml is
+    (copy.root / "preview.yaml").write_text(
+        yaml.safe_dump({"study": "quick", "grid": {"inits": ["he"], "optimizers": ["adam"]}, "training": {"epochs": 1}})
+    )
+    preview = ("--configfile", "preview.yaml")
+    planned = planned_jobs(copy.snakemake("-n", *preview))
+    assert trained(planned) == {"he_adam_seed1"}
+    assert all(output.startswith(("results/quick/", "data/")) for _, output in planned if output), planned
+    copy.snakemake("--cores", "2", *preview)
+    assert (copy.root / "results" / "quick" / "findings.md").is_file()
+    assert (copy.root / "results" / "quick" / "runs" / "he_adam_seed1" / "metrics.json").is_file()
+    # back to the main study: nothing to redo, not a byte or a timestamp changed
+    assert planned_jobs(copy.snakemake("-n")) == set()
+    assert finished_state(copy) == before
+
+
+def test_identical_data_prepared_again_retrains_nothing(copy):
+    findings = (copy.results / "findings.md").read_bytes()
+    # the documented fix for damaged arrays is to delete them; deleting all the data costs no run either
+    shutil.rmtree(copy.root / "data" / "prepared")
+    assert planned_jobs(copy.snakemake("-n")) == set()
+    shutil.rmtree(copy.root / "data")
+    assert planned_jobs(copy.snakemake("-n")) == set()
+    # with a seed added, only the new runs train; the first of them fetches and decodes the data again
+    edit_config(copy, lambda c: c["grid"].update(seeds=[1, 2]))
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [2])
+    assert not any(rule == "prepare_data" for rule, _ in jobs)
+    copy.snakemake("--cores", "1", "results/main/runs/he_adam_seed2/metrics.json")
+    assert copy.metrics("he_adam_seed2")["spec"]["data"] == copy.checksums
+    assert len(list((copy.root / "data" / "prepared").glob("*/manifest.json"))) == 1
+    edit_config(copy, lambda c: c["grid"].update(seeds=[1]))
+    assert planned_jobs(copy.snakemake("-n")) == set()
+    assert (copy.results / "findings.md").read_bytes() == findings
+
+
+def test_other_data_retrains_every_run(copy, tmp_path):
+    other = tmp_path / "other-data"
+    checksums = write_synthetic_source(other, seed=1)
+    assert checksums != copy.checksums
+    edit_config(copy, lambda c: c["data"].update(sources=[str(other)], sha256=checksums))
+    jobs = planned_jobs(copy.snakemake("-n"))
+    assert trained(jobs) == runs(["he", "xavier"], ["sgd", "adam", "rmsprop"], [1])
+    assert sum(rule == "prepare_data" for rule, _ in jobs) == 1  # on this host: it fetches the other data

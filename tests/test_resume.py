@@ -15,8 +15,8 @@ import torch
 from conftest import SNAKEMAKE, make_study, without_timings
 
 RUN_ID = "he_adam_seed1"  # Adam: the resumed run needs the optimizer's moment estimates back
-TARGET = f"results/runs/{RUN_ID}/metrics.json"
-CHECKPOINT = f"results/checkpoints/{RUN_ID}.pt"
+TARGET = f"results/main/runs/{RUN_ID}/metrics.json"
+CHECKPOINT = f"results/main/checkpoints/{RUN_ID}.pt"
 # Enough epochs that the run is still training when the kill lands (it is polled every 10 ms).
 EPOCHS = 6
 # PyTorch's two threads crawl when the test machine's two cores are busy with other work.
@@ -77,7 +77,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     # a killed snakemake leaves its lock behind; --unlock is the documented way out
     killed.snakemake("--unlock")
     killed.snakemake(*ONE_THREAD, TARGET)
-    log = (killed.root / "results" / "runs" / RUN_ID / "train.log").read_text()
+    log = (killed.results / "runs" / RUN_ID / "train.log").read_text()
     assert f"resuming after epoch {epochs_done}" in log
     # only the epochs after the checkpoint were trained again
     assert len(re.findall(r"epoch \d+/\d+", log)) == EPOCHS - epochs_done, log
@@ -91,7 +91,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
 
 
 def epochs_trained(study) -> int:
-    return len(re.findall(r"epoch \d+/\d+", (study.root / "results" / "runs" / RUN_ID / "train.log").read_text()))
+    return len(re.findall(r"epoch \d+/\d+", (study.results / "runs" / RUN_ID / "train.log").read_text()))
 
 
 def test_a_requeued_job_re_evaluates_a_finished_run_and_a_forced_rerun_retrains_it(tmp_path, synthetic_source):
@@ -103,7 +103,7 @@ def test_a_requeued_job_re_evaluates_a_finished_run_and_a_forced_rerun_retrains_
 
     # a requeued or retried group reruns every job it holds (--force): the finished one is only re-evaluated
     study.snakemake(*ONE_THREAD, "--no-hooks", "--force", TARGET)
-    log = (study.root / "results" / "runs" / RUN_ID / "train.log").read_text()
+    log = (study.results / "runs" / RUN_ID / "train.log").read_text()
     assert f"resuming after epoch {EPOCHS}" in log and epochs_trained(study) == 0, log
     assert without_timings(study.metrics(RUN_ID)) | {"environment": None} == without_timings(first) | {
         "environment": None
@@ -112,5 +112,16 @@ def test_a_requeued_job_re_evaluates_a_finished_run_and_a_forced_rerun_retrains_
     # the user's forced rerun starts from scratch: the hooks remove a finished run's checkpoint first
     study.snakemake(*ONE_THREAD, "--forcerun", TARGET)
     assert epochs_trained(study) == EPOCHS
-    assert "resuming" not in (study.root / "results" / "runs" / RUN_ID / "train.log").read_text()
+    assert "resuming" not in (study.results / "runs" / RUN_ID / "train.log").read_text()
     assert not (study.root / CHECKPOINT).exists(), "a finished run's checkpoint outlived a successful Snakemake"
+
+
+def test_a_forced_rerun_of_an_interrupted_run_retrains_from_epoch_1(tmp_path, synthetic_source):
+    study = make_study(tmp_path / "study", synthetic_source, OVERRIDES)
+    # an interrupted run: its checkpoint (here of every epoch) is there, its metrics.json is not
+    study.snakemake(*ONE_THREAD, "--no-hooks", TARGET)
+    (study.root / TARGET).unlink()
+    assert (study.root / CHECKPOINT).exists()
+    study.snakemake(*ONE_THREAD, "--forcerun", TARGET)
+    log = (study.results / "runs" / RUN_ID / "train.log").read_text()
+    assert "resuming" not in log and epochs_trained(study) == EPOCHS, log

@@ -32,7 +32,7 @@ FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2")
 # the local reference run uses the same single thread, so its numbers can be compared.
 ONE_THREAD = ("--set-threads", "train=1")
 SNAKEMAKE_TIMEOUT = 300
-# The profile's group of train jobs, and k for the tests (the profile's default is for the 36 runs).
+# The profile's group of train jobs, and k for the tests (the profile's default is for the 48 runs).
 TRAIN_GROUP = "train_group"
 RUNS_PER_SUBMISSION = 2
 GROUPING = ("--group-components", f"{TRAIN_GROUP}={RUNS_PER_SUBMISSION}")
@@ -163,7 +163,7 @@ def test_profile_trains_k_runs_per_submission_on_one_gpu(slurm_cluster, tmp_path
     result = study.snakemake("--profile", "slurm", *GROUPING, *FAST_POLLING, *ONE_THREAD, timeout=SNAKEMAKE_TIMEOUT)
     print(f"snakemake --profile slurm {' '.join(GROUPING)}: {time.monotonic() - started:.0f} s")
 
-    run_ids = sorted(path.parent.name for path in (study.root / "results" / "runs").glob("*/metrics.json"))
+    run_ids = sorted(path.parent.name for path in (study.results / "runs").glob("*/metrics.json"))
     assert run_ids == ["he_adam_seed1", "he_sgd_seed1", "xavier_adam_seed1", "xavier_sgd_seed1"], result.stderr
     accounted = accounted_jobs(study.root)
     show_jobs(accounted)
@@ -196,7 +196,7 @@ def test_requeued_group_re_evaluates_its_finished_run_and_resumes_the_other(
     slurm_cluster, tmp_path, slow_synthetic_source
 ):
     study = slurm_study(tmp_path / "on-slurm", slow_synthetic_source, REQUEUE_STUDY)
-    runs, checkpoints = study.root / "results" / "runs", study.root / "results" / "checkpoints"
+    runs, checkpoints = study.results / "runs", study.results / "checkpoints"
     run_ids = {"he_adam_seed1", "he_sgd_seed1"}
 
     def one_finished_one_in_flight():

@@ -60,11 +60,27 @@ def test_a_changed_config_is_checked_again_and_a_failing_one_is_never_remembered
     assert len(json.loads((tmp_path / PASSED_CHECKS_FILE).read_text())) == 1
 
 
-def test_the_check_key_follows_the_inits_and_optimizers_and_nothing_else():
-    config = repo_config()
+def test_the_check_key_follows_what_the_check_uses_and_nothing_else(tmp_path, monkeypatch):
+    config = validated_config({**repo_config(), "device": "cpu"}, SCHEMA, cache_dir=tmp_path)  # defaults filled in
     key = pytorch_check_key(config)
-    config["grid"]["seeds"] = [4, 5]
-    config["training"]["epochs"] = 1
+
+    def key_after(change) -> str:
+        changed = copy.deepcopy(config)
+        change(changed)
+        return pytorch_check_key(changed)
+
+    # what the runs do with the inits and optimizers is not the check's business
+    assert key_after(lambda c: c["grid"].update(seeds=[4, 5])) == key
+    assert key_after(lambda c: c["training"].update(epochs=1)) == key
+    # the check's own inputs: the definitions, the model (one extra conv layer stands for every depth), the device
+    assert key_after(lambda c: c["inits"]["he"]["kwargs"].update(mode="fan_out")) != key
+    assert key_after(lambda c: c["optimizers"]["adam"]["kwargs"].update(lr=0.01)) != key
+    deeper = key_after(lambda c: c["model"].update(extra_conv_layers=[0, 2]))
+    assert deeper != key
+    assert key_after(lambda c: c["model"].update(extra_conv_layers=[0, 8])) == deeper
+    auto = key_after(lambda c: c.update(device="auto"))
+    assert auto != key
+    # the GPUs a job may use decide where `auto` trains, not where `cpu` does
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert key_after(lambda c: c.update(device="auto")) != auto
     assert pytorch_check_key(config) == key
-    config["inits"]["he"]["kwargs"]["mode"] = "fan_out"
-    assert pytorch_check_key(config) != key

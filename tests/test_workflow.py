@@ -8,7 +8,7 @@ from conftest import metrics_schema
 def test_one_valid_metrics_file_per_combination_and_a_second_run_does_nothing(study):
     study.snakemake("--cores", "2")
     schema = metrics_schema()
-    runs = sorted(p.parent.name for p in (study.root / "results" / "runs").glob("*/metrics.json"))
+    runs = sorted(p.parent.name for p in (study.results / "runs").glob("*/metrics.json"))
     expected = sorted(f"{i}_{o}_seed1" for i in ("he", "xavier") for o in ("adam", "rmsprop", "sgd"))
     assert runs == expected
     for run in runs:
@@ -16,7 +16,7 @@ def test_one_valid_metrics_file_per_combination_and_a_second_run_does_nothing(st
         jsonschema.validate(metrics, schema)
         assert metrics["status"] == "completed"
         assert len(metrics["history"]["epoch"]) == 2
-        assert (study.root / "results" / "runs" / run / "train.log").read_text().count("epoch ") >= 2
+        assert (study.results / "runs" / run / "train.log").read_text().count("epoch ") >= 2
     again = study.snakemake("--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -35,4 +35,4 @@ def test_bad_config_fails_before_any_job_naming_the_key(study, overrides, key):
     result = study.snakemake("--cores", "1", check=False)
     assert result.returncode != 0
     assert key in result.stderr
-    assert not (study.root / "results" / "runs").exists()
+    assert not (study.results / "runs").exists()

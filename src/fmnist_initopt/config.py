@@ -2,24 +2,33 @@
 express (names against the config and PyTorch, sizes against FashionMNIST, the sweep), each failure
 one ConfigError line naming the key, the bad value and what is allowed.
 
+The schema is checked by jsonschema with two stricter types than JSON Schema's own: an "integer" is
+never a float (a seed of 1.0 would name a run "seed1.0"), and a "number" is finite (JSON has no NaN
+or infinity, YAML has, and every bound in a schema is silently true of NaN). The same validator fills
+in the schema's defaults and describes the error.
+
 PyTorch is imported only when a check needs it, so the workflow's start-up stays light. The one
-check that needs it (every defined init and optimizer against the installed PyTorch) can remember
-that it passed: Snakemake parses the workflow in every job too, and importing PyTorch to repeat an
-identical check costs seconds each time. What it remembers is keyed by everything the check
-depends on, so any change repeats it: the `inits` and `optimizers` sections, the installed PyTorch
-build (its version.py), and the code of this module and of the modules it asks (model, optimizers).
-Only a passed check is remembered; a failing one runs, and fails, every time.
+check that needs it (pytorch_check: every defined init on the real model, every optimizer one real
+training step) can remember that it passed: Snakemake parses the workflow in every job too, and
+importing PyTorch to repeat an identical check costs seconds each time. What it remembers is keyed by
+everything the check depends on (pytorch_check_key), so any change repeats it. Only a passed check is
+remembered; a failing one runs, and fails, every time.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import glob
 import hashlib
 import importlib.util
 import json
-from functools import partial
+import math
+import os
 from pathlib import Path
 from typing import Any
 
+from fmnist_initopt import study
 from fmnist_initopt.atomic import atomic_write_json
 from fmnist_initopt.study import canonical_json
 
@@ -28,40 +37,65 @@ class ConfigError(ValueError):
     """A config value that the schema allows but the study cannot use."""
 
 
-def _allowed(values) -> str:
+def names_listed(values) -> str:
     return ", ".join(sorted(values))
 
 
 def check_config(config: dict[str, Any], cache_dir: str | Path | None = None) -> None:
-    """Cross-checks the JSON schema cannot express: names that must exist in the config or in PyTorch.
-    With `cache_dir`, a PyTorch check that passed before for the same inputs is not repeated."""
+    """Cross-checks the JSON schema cannot express: names that must exist in the config, sizes, the
+    sweep, then the inits and optimizers used as the runs use them (pytorch_check). With `cache_dir`,
+    a PyTorch check that passed before for the same inputs is not repeated."""
     grid = config["grid"]
     for kind in ("inits", "optimizers"):
         for name in grid[kind]:
             if name not in config[kind]:
                 raise ConfigError(
                     f"grid.{kind} names '{name}', which is not defined under '{kind}'. "
-                    f"Defined: {_allowed(config[kind])}. Fix: define it under '{kind}' or remove it from grid.{kind}."
+                    f"Defined: {names_listed(config[kind])}. Fix: define it under '{kind}' or remove it from grid.{kind}."
                 )
-    _check_against_pytorch_once(config, cache_dir)
     _check_sizes(config)
     _check_sweep(config)
+    _check_against_pytorch_once(config, cache_dir)
 
 
 PASSED_CHECKS_FILE = "pytorch-checks-passed.json"
 # Keys kept in the file: enough for every config a user switches between.
 PASSED_CHECKS_KEPT = 64
-# Modules whose code decides the PyTorch check's outcome.
-CHECK_CODE = ("config", "model", "optimizers")
+# Modules whose code decides the PyTorch check's outcome besides the training code (study.TRAINING_MODULES).
+CHECK_CODE = ("config", "pytorch_check")
+
+
+def checked_depth(config: dict[str, Any]) -> int:
+    """The depth the PyTorch check builds: 1 when the grid trains extra conv layers (a deeper model only
+    repeats that layer), else the brief's CNN."""
+    return 1 if max(study.depths(config)) > 0 else 0
+
+
+def visible_accelerators() -> list[str]:
+    """What tells a GPU machine from another without importing PyTorch: its device files and the GPUs
+    the job may use. Jobs on a cluster's GPU nodes so repeat a check passed on its login node, on their GPU."""
+    devices = sorted(glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/kfd"))
+    return devices + [
+        f"{name}={os.environ[name]}" for name in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES") if name in os.environ
+    ]
 
 
 def pytorch_check_key(config: dict[str, Any]) -> str:
-    """Everything the PyTorch check's outcome depends on, hashed, found without importing PyTorch."""
+    """Everything the PyTorch check's outcome depends on, hashed, found without importing PyTorch: the
+    inits and optimizers, the depth and device it checks on, the PyTorch build, the code it runs."""
     spec = importlib.util.find_spec("torch")
     torch_build = "" if spec is None or spec.origin is None else Path(spec.origin).with_name("version.py").read_text()
     package = Path(__file__).parent
-    code = {module: (package / f"{module}.py").read_text() for module in CHECK_CODE}
-    inputs = {"inits": config["inits"], "optimizers": config["optimizers"], "torch": torch_build, "code": code}
+    inputs = {
+        "inits": config["inits"],
+        "optimizers": config["optimizers"],
+        "depth": checked_depth(config),
+        "device": config["device"],
+        "accelerators": [] if config["device"] == "cpu" else visible_accelerators(),
+        "torch": torch_build,
+        "training_code": study.training_code_sha256(),
+        "check_code": {module: (package / f"{module}.py").read_text() for module in CHECK_CODE},
+    }
     return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
 
 
@@ -86,71 +120,9 @@ def _check_against_pytorch_once(config: dict[str, Any], cache_dir: str | Path | 
 
 
 def _check_against_pytorch(config: dict[str, Any]) -> None:
-    """Every defined init and optimizer: a real torch.nn.init function / torch.optim class, arguments
-    it accepts, values it accepts (built once on a toy layer)."""
-    from fmnist_initopt.model import init_function_names, init_kwargs_allowed
-    from fmnist_initopt.optimizers import optimizer_class_names, optimizer_kwargs_allowed
+    from fmnist_initopt.pytorch_check import check_against_pytorch  # imports PyTorch
 
-    valid_functions = init_function_names()
-    for name, init in config["inits"].items():
-        function = init["function"]
-        if function not in valid_functions:
-            raise ConfigError(
-                f"inits.{name}.function is '{function}', not a torch.nn.init function. Allowed: {_allowed(valid_functions)}"
-            )
-        kwargs = init.get("kwargs", {})
-        _check_kwargs(f"inits.{name}.kwargs", kwargs, init_kwargs_allowed(function), f"torch.nn.init.{function}")
-        _try_building(f"inits.{name}.kwargs", kwargs, f"torch.nn.init.{function}", partial(_dry_init, function, kwargs))
-    valid_classes = optimizer_class_names()
-    for name, optimizer in config["optimizers"].items():
-        class_name = optimizer["class"]
-        if class_name not in valid_classes:
-            raise ConfigError(
-                f"optimizers.{name}.class is '{class_name}', not a torch.optim optimizer. Allowed: {_allowed(valid_classes)}"
-            )
-        kwargs = optimizer["kwargs"]
-        _check_kwargs(
-            f"optimizers.{name}.kwargs", kwargs, optimizer_kwargs_allowed(class_name), f"torch.optim.{class_name}"
-        )
-        _try_building(
-            f"optimizers.{name}.kwargs",
-            kwargs,
-            f"torch.optim.{class_name}",
-            partial(_dry_optimizer, class_name, kwargs),
-        )
-
-
-def _check_kwargs(key: str, kwargs: dict[str, Any], allowed: list[str], owner: str) -> None:
-    for argument, value in kwargs.items():
-        if argument not in allowed:
-            raise ConfigError(
-                f"{key}.{argument} (value {json.dumps(value)}) is not an argument {owner} accepts. "
-                f"Allowed: {_allowed(allowed) or '(none)'}"
-            )
-
-
-def _dry_init(function: str, kwargs: dict[str, Any]) -> None:
-    import torch
-
-    from fmnist_initopt.model import apply_init
-
-    apply_init(torch.nn.Linear(2, 2), function, kwargs, torch.Generator().manual_seed(0))
-
-
-def _dry_optimizer(class_name: str, kwargs: dict[str, Any]) -> None:
-    import torch
-
-    from fmnist_initopt.optimizers import build_optimizer
-
-    build_optimizer(torch.nn.Linear(2, 2), class_name, kwargs)
-
-
-def _try_building(key: str, kwargs: dict[str, Any], owner: str, build) -> None:
-    """Build the object once on a toy layer, so values PyTorch rejects fail now, not hours into a job."""
-    try:
-        build()
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ConfigError(f"{key} {canonical_json(kwargs)} is rejected by {owner}: {error}") from None
+    check_against_pytorch(config)
 
 
 FASHION_MNIST_TRAIN_IMAGES = 60_000
@@ -195,17 +167,48 @@ def validated_config(config: dict[str, Any], schema_path, cache_dir: str | Path 
     """Check `config` against the schema (filling in defaults, in place) and cross-check it against
     PyTorch (remembering a passed PyTorch check in `cache_dir`, see check_config); raise ConfigError
     with one line naming the key, the bad value and what is allowed."""
-    from snakemake.utils import validate
+    import jsonschema
+    import yaml
 
-    try:
-        validate(config, str(schema_path))
-    except Exception:  # Snakemake's own message buries the key in a dump of the schema
-        raise ConfigError(f"Invalid config: {describe_schema_error(config, schema_path)}") from None
+    with open(schema_path) as handle:  # libyaml's loader where there is one: a tenth of the time
+        schema = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    error = jsonschema.exceptions.best_match(_validator_class()(schema).iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"Invalid config: {describe_schema_error(error)}")
     try:
         check_config(config, cache_dir)
     except ConfigError as error:
         raise ConfigError(f"Invalid config: {error}") from None
     return config
+
+
+def _is_integer(checker, instance) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_finite_number(checker, instance) -> bool:
+    return _is_integer(checker, instance) or (isinstance(instance, float) and math.isfinite(instance))
+
+
+@functools.cache
+def _validator_class():
+    """Draft 2020-12 with the stricter "integer" and "number" (see the module's docstring), filling in
+    each missing property's default as it goes (jsonschema's FAQ recipe; a copy, so no two configs
+    share one default's list or mapping)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, rule in properties.items():
+                if "default" in rule:
+                    instance.setdefault(name, copy.deepcopy(rule["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    types = base.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_finite_number})
+    return jsonschema.validators.extend(base, {"properties": properties_with_defaults}, type_checker=types)
 
 
 def _key(path) -> str:
@@ -234,7 +237,7 @@ def _kind(rule: dict[str, Any]) -> str:
     types = _types(rule)
     article = {
         "integer": "an integer",
-        "number": "a number",
+        "number": "a finite number",
         "string": "a string",
         "array": "a list",
         "object": "a mapping",
@@ -261,18 +264,10 @@ def _allowed_by(rule: dict[str, Any], with_type: bool = True) -> str:
     return "; ".join(parts)
 
 
-def describe_schema_error(config: dict[str, Any], schema_path) -> str:
-    """One readable line for the most relevant schema violation: the key, the bad value, what is allowed."""
+def describe_schema_error(error) -> str:
+    """One readable line for a jsonschema ValidationError: the key, the bad value, what is allowed."""
     import difflib
 
-    import jsonschema
-    import yaml
-
-    with open(schema_path) as handle:
-        schema = yaml.safe_load(handle)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if error is None:
-        return "the schema check failed, but no violation could be pinpointed"
     key, value = _key(error.absolute_path), error.instance
     rule = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties":
@@ -281,7 +276,7 @@ def describe_schema_error(config: dict[str, Any], schema_path) -> str:
         where = "at the top level" if not error.absolute_path else f"under {key}"
         guesses = [difflib.get_close_matches(name, known, n=1) for name in unknown]
         hint = "".join(f" (did you mean '{guess[0]}'?)" for guess in guesses if guess)
-        return f"unknown key {', '.join(repr(u) for u in unknown)} {where}{hint}. Allowed keys: {_allowed(known)}"
+        return f"unknown key {', '.join(repr(u) for u in unknown)} {where}{hint}. Allowed keys: {names_listed(known)}"
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in value]
         return f"{_key([*error.absolute_path, missing[0]])} is missing; it is required"
@@ -297,6 +292,8 @@ def describe_schema_error(config: dict[str, Any], schema_path) -> str:
     hint = ""
     if isinstance(value, str) and {"number", "integer"} & set(_types(rule)):
         hint = ". YAML read this as text: write numbers without quotes, floats with a dot (1.0e-3, not 1e-3)"
+    if isinstance(value, float) and math.isfinite(value) and "integer" in _types(rule):
+        hint = ". Write whole numbers without a decimal point (1, not 1.0)"
     return f"{key} is {shown}; allowed: {allowed or error.message}{hint}"
 
 

@@ -4,9 +4,13 @@ The four files land decompressed in ``<root>/FashionMNIST/raw/``, the layout tha
 ``torchvision.datasets.FashionMNIST(root, download=False)`` reads. A file is accepted
 only if its decompressed bytes match the pinned SHA-256 and it is a well-formed IDX file.
 
-``prepare_data`` then decodes them once into ``<root>/prepared/`` (one ``.npy`` of unsigned bytes
-per raw file, plus ``manifest.json`` with the SHA-256 of each ``.npy`` and of the raw file it came
-from), and every training job loads those memory-mapped, refusing any whose bytes changed.
+``ensure_prepared`` then decodes them once into ``<root>/prepared/<key>/``, a cache addressed by the
+raw files' pinned checksums (one ``.npy`` of unsigned bytes per raw file, plus ``manifest.json`` with
+the SHA-256 of each ``.npy`` and of the raw file it came from), and every training job loads those
+memory-mapped, refusing any whose bytes changed. The cache is no output of the workflow: whichever job
+finds it missing fetches what it lacks and decodes it (into a private directory, renamed into place in
+one step), so deleting the data costs a second of decoding and never retrains a run; other data has
+another key.
 
 PyTorch is imported only by the functions that build tensors: the workflow reads this module's
 names at start-up, and fetching and decoding need only NumPy.
@@ -52,8 +56,9 @@ FIX_HINT = (
 )
 # The raw data is the output of one rule; the workflow and the loader agree on it here.
 RAW_SUBDIR = Path("FashionMNIST") / "raw"
-# The decoded arrays, output of the prepare_data rule: <raw name>.npy per raw file, and the manifest.
+# The decoded arrays: <raw name>.npy per raw file, and the manifest, in prepared/<key of the checksums>/.
 PREPARED_SUBDIR = Path("prepared")
+PREPARED_KEY_LENGTH = 16
 PREPARED_MANIFEST = "manifest.json"
 PREPARED_FORMAT = 1
 
@@ -252,8 +257,37 @@ def split_indices(
     return train_idx, val_idx
 
 
-def prepared_dir(root: str | Path) -> Path:
-    return Path(root) / PREPARED_SUBDIR
+def prepared_dir(root: str | Path, sha256: dict[str, str]) -> Path:
+    """Where the arrays decoded from the raw files with these checksums live: one directory per content."""
+    key = hashlib.sha256(json.dumps(sha256, sort_keys=True).encode()).hexdigest()[:PREPARED_KEY_LENGTH]
+    return Path(root) / PREPARED_SUBDIR / key
+
+
+def ensure_prepared(root: str | Path, sha256: dict[str, str], sources: list[str], timeout: float = 30) -> Path:
+    """The directory of the arrays decoded from the pinned raw files under `root`: the cached copy if it
+    is complete, else fetched (only the raw files that are missing or not the pinned ones, from `sources`)
+    and decoded now. Concurrent jobs each decode into a private directory and rename it into place: the
+    first rename wins, the others discard theirs (same bytes), so a reader sees all or nothing."""
+    target = prepared_dir(root, sha256)
+    if (target / PREPARED_MANIFEST).is_file():
+        return target
+    fetch_raw_files(root, sources, sha256, timeout)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        prepare_data(raw_dir(root), staging)
+        if target.is_dir() and not (target / PREPARED_MANIFEST).is_file():
+            # arrays without their manifest (its last write) were left by a deletion, never by a writer
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / PREPARED_MANIFEST).is_file():
+                raise
+            log.info("%s was prepared meanwhile by another job", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def prepare_data(raw_directory: str | Path, prepared_directory: str | Path) -> Path:
@@ -284,16 +318,16 @@ def prepare_data(raw_directory: str | Path, prepared_directory: str | Path) -> P
 
 def _prepared_error(directory: Path, problem: str) -> DataError:
     return DataError(
-        f"{problem}. Fix: delete {directory} and rerun the workflow, which decodes it again from the "
-        "verified raw files (rule prepare_data)."
+        f"{problem}. Fix: delete {directory} and rerun the workflow: the next training job decodes it again "
+        "from the verified raw files, and no finished run is retrained."
     )
 
 
 def _unpinned_error(directory: Path, problem: str) -> DataError:
-    raw = directory.parent / RAW_SUBDIR
+    raw = directory.parent.parent / RAW_SUBDIR
     return DataError(
         f"{problem}. Fix: delete {raw} and {directory} and rerun the workflow, which fetches the pinned "
-        "files again (rule fetch_data) and decodes them (rule prepare_data)."
+        "files again and decodes them; no finished run is retrained."
     )
 
 

@@ -7,6 +7,11 @@ The optional learning-rate sweep lives here too: every (init, optimizer, lr, see
 training target, the optimizer's default learning rate is always part of its sweep, and a sweep
 point that is exactly a run of the main grid (default lr, a grid seed) is that run.
 
+A run's identity also holds the checksums of the data it trains on (`RunSpec.data`): other data is
+another run, while re-fetching or re-decoding the same bytes changes nothing. What a run is computed
+with besides its spec, the training code (`TRAINING_MODULES`, hashed by `training_code_sha256`), is
+bound to its checkpoints (see checkpoint.py) and named to Snakemake as the train rule's code inputs.
+
 The model's depth is an axis of the grid too: `model.extra_conv_layers` lists the depths N (extra 3x3
 conv + ReLU layers, see model.CNN) and every (init, optimizer, depth, seed) is its own run. Depth 0 is
 the brief's CNN: its runs keep the spec, the id and the directory they had before depth existed (the
@@ -17,12 +22,39 @@ The learning-rate sweep tunes the brief's CNN (depth 0) only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+# The package modules whose code shapes what a training job computes: the workflow names them as the
+# train rule's inputs (so editing one retrains), and a checkpoint is bound to their hash (so a resumed
+# run never mixes epochs from different code).
+TRAINING_MODULES = (
+    "training",
+    "checkpoint",
+    "diagnostics",
+    "model",
+    "optimizers",
+    "data",
+    "study",
+    "environment",
+)
+
+
+@functools.cache
+def training_code_sha256() -> str:
+    """One SHA-256 over the source of TRAINING_MODULES as this process imported them."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for module in sorted(TRAINING_MODULES):
+        digest.update(f"{module}.py\0".encode())
+        digest.update((package / f"{module}.py").read_bytes())
+    return digest.hexdigest()
 
 
 class UnknownSweepPoint(ValueError):
@@ -46,6 +78,8 @@ class RunSpec:
     extra_conv_layers: int = 0
     # fp32 or bf16 (autocast): a different precision is a different result, hence part of the identity
     precision: str = "fp32"
+    # {raw file name: SHA-256 of its decompressed bytes} (the config's data.sha256): other data, other run
+    data: dict[str, str] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -64,6 +98,7 @@ class RunSpec:
             "batch_size": self.batch_size,
             "split": self.split,
             "precision": self.precision,
+            "data": self.data,
         }
         # Only a non-default model is spelled out: the brief's CNN keeps the spec (and the fingerprint,
         # and so its finished runs and checkpoints) it had before the model had settings.
@@ -112,6 +147,7 @@ def run_spec(config: dict[str, Any], init: str, optimizer: str, seed: int, depth
         },
         extra_conv_layers=int(depth),
         precision=training["precision"],
+        data=dict(config["data"]["sha256"]),
     )
 
 

@@ -3,7 +3,11 @@
 The loop keeps the whole data set as tensors on the training device and draws batches by
 index from a seeded permutation, so no Python work happens per sample. What it computes is
 the brief's loop: cross-entropy, batches of `batch_size` (the last one partial), the epoch
-loss as the mean of the batch losses, validation after every epoch, the test set once.
+loss as the mean of the batch losses, validation after every epoch, the test set once (and, for the
+generalization gap, the training images once, evaluated as the test set is).
+
+`train_run` reads like pytorch/examples' main(): start (or resume from a checkpoint computed the same
+way), then per epoch train, validate, log and checkpoint, then the final evaluations and the record.
 """
 
 from __future__ import annotations
@@ -215,104 +219,141 @@ def model_and_optimizer(spec: RunSpec, device: torch.device) -> tuple[torch.nn.M
     return model, build_optimizer(model, spec.optimizer_class, spec.optimizer_kwargs)
 
 
-def train_run(
-    spec: RunSpec,
-    splits: Splits,
-    device: torch.device,
-    checkpoint_path: Path | None = None,
-) -> dict[str, Any]:
-    """Train `spec` to the end (resuming from `checkpoint_path` if it holds a finished epoch)
-    and return its metrics. The checkpoint is written after every epoch and is left in place: the
-    workflow removes it once Snakemake has succeeded, so that a job rerun meanwhile (a requeued group)
-    finds the finished run and only evaluates it again."""
-    keep_freed_memory()
+# history: one entry per finished epoch in each list; precision and device say how that epoch was computed
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "epoch_seconds", "precision", "device")
+
+
+@dataclass
+class Run:
+    """One run in progress: what it trains, on what, and what it carries from epoch to epoch (the part
+    after `grad_norms` is what its checkpoint saves besides the model and optimizer)."""
+
+    spec: RunSpec
+    device: torch.device
+    precision: str
+    data: Splits  # on `device`
+    probe: tuple[torch.Tensor, torch.Tensor]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    grad_norms: diagnostics.GradNormTracker
+    history: dict[str, list]
+    init_stats: list[dict[str, Any]]
+    signal: dict[str, Any]
+    cost: RunCost
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history["epoch"])
+
+    def saved_state(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "init_stats": self.init_stats,
+            "diagnostics": self.signal,
+            "cost": self.cost.state(),
+        }
+
+
+def on_device(splits: Splits, device: torch.device) -> Splits:
+    tensors = {
+        name: getattr(splits, name).to(device) for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+    }
+    return Splits(**tensors, val_source=splits.val_source)
+
+
+def start(spec: RunSpec, splits: Splits, device: torch.device) -> Run:
+    """The run before its first epoch: a freshly initialised model and its measurements at init."""
     cost = RunCost(StepTimer(device))
     precision = precision_in_use(spec.precision, device)
     model, optimizer = model_and_optimizer(spec, device)
     init_stats = weight_stats(model)
-    train_x, train_y = splits.train_x.to(device), splits.train_y.to(device)
-    val_x, val_y = splits.val_x.to(device), splits.val_y.to(device)
-    probe_pixels, probe_labels = diagnostics.probe_batch(train_x, train_y)
+    data = on_device(splits, device)
+    probe_pixels, probe_labels = diagnostics.probe_batch(data.train_x, data.train_y)
     probe = normalise(probe_pixels), probe_labels
     signal = diagnostics.new_record(model, probe)
     grad_norms = diagnostics.GradNormTracker(optimizer)
+    history = {key: [] for key in HISTORY_KEYS}
+    return Run(spec, device, precision, data, probe, model, optimizer, grad_norms, history, init_stats, signal, cost)
 
-    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_accuracy": [], "epoch_seconds": []}
-    saved = checkpoint.load(checkpoint_path, spec, device)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"].cpu())
-        history = saved["history"]
-        init_stats = saved["init_stats"]
-        signal = saved["diagnostics"]
-        cost.resume(saved["cost"])
-        log.info("%s: resuming after epoch %d from %s", spec.run_id, len(history["epoch"]), checkpoint_path)
 
-    cost.seconds_before_first_step = seconds_since_process_start()
+def resume(run: Run, checkpoint_path: Path | None) -> None:
+    """Continue after the last finished epoch of the checkpoint, if it was computed as this run is."""
+    saved = checkpoint.load(checkpoint_path, checkpoint.binding(run.spec, run.precision), run.device)
+    if saved is None:
+        return
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"].cpu())
+    run.history, run.init_stats, run.signal = saved["history"], saved["init_stats"], saved["diagnostics"]
+    run.cost.resume(saved["cost"])
+    log.info("%s: resuming after epoch %d from %s", run.spec.run_id, run.epochs_done, checkpoint_path)
+
+
+def log_start(run: Run) -> None:
+    run.cost.seconds_before_first_step = seconds_since_process_start()
     log.info(
         "%s: training in %s on %s with %d thread(s), %.2f s after the process started (%.2f s of CPU time)",
-        spec.run_id,
-        precision,
-        device,
+        run.spec.run_id,
+        run.precision,
+        run.device,
         torch.get_num_threads(),
-        cost.seconds_before_first_step or math.nan,
+        run.cost.seconds_before_first_step or math.nan,
         time.process_time(),
     )
-    divergence = None
-    for epoch in range(len(history["epoch"]) + 1, spec.epochs + 1):
-        started = time.perf_counter()
-        train_loss, divergence = train_epoch(
-            model,
-            optimizer,
-            train_x,
-            train_y,
-            spec.batch_size,
-            epoch_generator(spec.seed, epoch),
-            precision,
-            cost.timer,
-        )
-        if divergence is not None:
-            divergence.epoch = epoch
-            log.error(
-                "%s: loss became %s at epoch %d, step %d; stopping this run",
-                spec.run_id,
-                divergence.loss,
-                epoch,
-                divergence.step,
-            )
-            break
-        val_loss, val_accuracy = evaluate(model, val_x, val_y, precision)
-        seconds = time.perf_counter() - started
-        diagnostics.record_epoch(signal, epoch, model, probe, grad_norms)
-        for key, value in zip(history, (epoch, train_loss, val_loss, val_accuracy, seconds)):
-            history[key].append(value)
-        log.info(
-            "%s: epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %.4f (%.1f s)",
-            spec.run_id,
-            epoch,
-            spec.epochs,
-            train_loss,
-            val_loss,
-            val_accuracy,
-            seconds,
-        )
-        if checkpoint_path is not None:
-            checkpoint.save(
-                checkpoint_path,
-                spec,
-                model,
-                optimizer,
-                {"history": history, "init_stats": init_stats, "diagnostics": signal, "cost": cost.state()},
-            )
 
-    grad_norms.close()
-    if divergence is None:
-        test_loss, test_accuracy = evaluate(model, splits.test_x.to(device), splits.test_y.to(device), precision)
-        test = {"loss": test_loss, "accuracy": test_accuracy}
-        log.info("%s: test accuracy %.4f, test loss %.4f", spec.run_id, test_accuracy, test_loss)
-    else:
-        test = {"loss": None, "accuracy": None}
+
+def train_and_validate(run: Run, epoch: int) -> Divergence | None:
+    """One epoch: train, validate, take the diagnostics, append to the history; or where the loss diverged."""
+    started = time.perf_counter()
+    data, spec = run.data, run.spec
+    generator = epoch_generator(spec.seed, epoch)
+    train_loss, divergence = train_epoch(
+        run.model, run.optimizer, data.train_x, data.train_y, spec.batch_size, generator, run.precision, run.cost.timer
+    )
+    if divergence is not None:
+        divergence.epoch = epoch
+        log.error(
+            "%s: loss became %s at epoch %d, step %d; stopping this run",
+            spec.run_id,
+            divergence.loss,
+            epoch,
+            divergence.step,
+        )
+        return divergence
+    val_loss, val_accuracy = evaluate(run.model, data.val_x, data.val_y, run.precision)
+    seconds = time.perf_counter() - started
+    diagnostics.record_epoch(run.signal, epoch, run.model, run.probe, run.grad_norms)
+    values = (epoch, train_loss, val_loss, val_accuracy, seconds, run.precision, run.device.type)
+    for key, value in zip(HISTORY_KEYS, values, strict=True):
+        run.history[key].append(value)
+    return None
+
+
+def log_epoch(run: Run) -> None:
+    history = run.history
+    log.info(
+        "%s: epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %.4f (%.1f s)",
+        run.spec.run_id,
+        history["epoch"][-1],
+        run.spec.epochs,
+        history["train_loss"][-1],
+        history["val_loss"][-1],
+        history["val_accuracy"][-1],
+        history["epoch_seconds"][-1],
+    )
+
+
+def final_evaluation(run: Run, images: torch.Tensor, labels: torch.Tensor, diverged: bool) -> dict[str, Any]:
+    """Loss and accuracy of the trained model on a set, in the run's precision; null when the run diverged."""
+    if diverged:
+        return {"loss": None, "accuracy": None}
+    loss, accuracy = evaluate(run.model, images, labels, run.precision)
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def metrics_record(run: Run, divergence: Divergence | None, test: dict, train_evaluation: dict) -> dict[str, Any]:
+    """The run's metrics.json (described in workflow/schemas/metrics.schema.yaml), less its environment."""
+    spec, history = run.spec, run.history
     return {
         "schema_version": METRICS_SCHEMA_VERSION,
         "run": {
@@ -322,17 +363,53 @@ def train_run(
             "depth": spec.extra_conv_layers,
             "seed": spec.seed,
         },
-        "model": model_record(model),
+        "model": model_record(run.model),
         "status": "completed" if divergence is None else "diverged",
         "spec": spec.as_dict(),
-        "precision": precision,
-        "hyperparameters": hyperparameters_in_use(optimizer),
-        "data": {"validation_source": splits.val_source, **splits.sizes()},
+        "identity": checkpoint.identity(run.precision),
+        "precision": run.precision,
+        "hyperparameters": hyperparameters_in_use(run.optimizer),
+        "data": {"validation_source": run.data.val_source, **run.data.sizes()},
         "history": history,
         "test": test,
+        "train_evaluation": train_evaluation,
         "training_seconds": sum(history["epoch_seconds"]),
         "divergence": None if divergence is None else vars(divergence),
-        "init_weight_stats": init_stats,
-        "diagnostics": signal,
-        "cost": cost.record(),
+        "init_weight_stats": run.init_stats,
+        "diagnostics": run.signal,
+        "cost": run.cost.record(),
     }
+
+
+def train_run(
+    spec: RunSpec, splits: Splits, device: torch.device, checkpoint_path: Path | None = None
+) -> dict[str, Any]:
+    """Train `spec` to the end (resuming from `checkpoint_path` if it holds a finished epoch computed as
+    this run would compute it) and return its metrics. The checkpoint is written after every epoch and is
+    left in place: the workflow removes it once Snakemake has succeeded, so that a job rerun meanwhile
+    (a requeued group) finds the finished run and only evaluates it again."""
+    keep_freed_memory()
+    run = start(spec, splits, device)
+    resume(run, checkpoint_path)
+    log_start(run)
+    divergence = None
+    for epoch in range(run.epochs_done + 1, spec.epochs + 1):
+        divergence = train_and_validate(run, epoch)
+        if divergence is not None:
+            break
+        log_epoch(run)
+        if checkpoint_path is not None:
+            checkpoint.save(
+                checkpoint_path, checkpoint.binding(spec, run.precision), run.model, run.optimizer, run.saved_state()
+            )
+    run.grad_norms.close()
+    diverged = divergence is not None
+    test = final_evaluation(run, run.data.test_x, run.data.test_y, diverged)
+    if not diverged:
+        log.info("%s: test accuracy %.4f, test loss %.4f", spec.run_id, test["accuracy"], test["loss"])
+    # The same pass over the images it trained on: the generalization gap, measured as the test set is.
+    train_evaluation = {
+        **final_evaluation(run, run.data.train_x, run.data.train_y, diverged),
+        "images": len(run.data.train_y),
+    }
+    return metrics_record(run, divergence, test, train_evaluation)

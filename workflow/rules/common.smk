@@ -6,13 +6,7 @@ from pathlib import Path
 
 from fmnist_initopt import cost, study
 from fmnist_initopt.config import ConfigError, validated_config
-from fmnist_initopt.data import (
-    FILE_NAMES,
-    PREPARED_MANIFEST,
-    PREPARED_SUBDIR,
-    RAW_SUBDIR,
-    prepared_file,
-)
+from fmnist_initopt.data import prepared_dir
 
 # Every job parses the workflow again; a PyTorch check that passed is remembered under .snakemake/
 # (see fmnist_initopt.config), so only the first parse after a change imports PyTorch.
@@ -32,27 +26,40 @@ CONDA_ENV = "../../envs/cluster.yaml"
 
 
 # --- Outputs: every path the workflow writes, named once ---------------------------------------
-RAW_FILE = f"data/{RAW_SUBDIR}/{{raw_name}}"
-RAW_FILES = [RAW_FILE.format(raw_name=name) for name in FILE_NAMES]
-# The raw files decoded once (rule prepare_data); the manifest records every array's checksum.
-PREPARED_DIR = f"data/{PREPARED_SUBDIR}"
-PREPARED_ARRAYS = [f"{PREPARED_DIR}/{prepared_file(name)}" for name in FILE_NAMES]
-PREPARED_MANIFEST_FILE = f"{PREPARED_DIR}/{PREPARED_MANIFEST}"
+# The data is shared by every study; it is pinned by checksum, so one copy serves them all.
+DATA_ROOT = "data"
+# Everything else belongs to one study (config key `study`): no other config writes under its directory,
+# so a preview or a sweep never replaces the runs or the report of another study.
+STUDY_DIR = f"results/{config['study']}"
+# The data this study trains on, written by prepare_data: named by the key of the pinned checksums.
+STUDY_DATA = (
+    f"{STUDY_DIR}/data/{prepared_dir(DATA_ROOT, config['data']['sha256']).name}.json"
+)
 # {model} is empty for the brief's CNN (depth 0) and "_depth<N>" otherwise, so depth-0 runs keep their paths.
-RUN_DIR = "results/runs/{init}_{optimizer}{model}_seed{seed}"
-SWEEP_DIR = "results/sweep/{init}_{optimizer}_lr{lr}_seed{seed}"
+RUN_DIR = f"{STUDY_DIR}/runs/{{init}}_{{optimizer}}{{model}}_seed{{seed}}"
+SWEEP_DIR = f"{STUDY_DIR}/sweep/{{init}}_{{optimizer}}_lr{{lr}}_seed{{seed}}"
 # A run's resume point, named after its directory (unique for grid and sweep runs alike).
-CHECKPOINT_DIR = "results/checkpoints"
-SUMMARY_CSV = "results/summary.csv"
-COMBINATIONS_CSV = "results/combinations.csv"
+CHECKPOINT_DIR = f"{STUDY_DIR}/checkpoints"
+LOG_DIR = f"{STUDY_DIR}/logs"
+SUMMARY_CSV = f"{STUDY_DIR}/summary.csv"
+COMBINATIONS_CSV = f"{STUDY_DIR}/combinations.csv"
 # Isolated per-step cost of each grid (init, optimizer), measured interleaved (rule step_cost).
-STEP_COST_CSV = "results/step_cost.csv"
-FINDINGS_MD = "results/findings.md"
+STEP_COST_CSV = f"{STUDY_DIR}/step_cost.csv"
+FINDINGS_MD = f"{STUDY_DIR}/findings.md"
 # findings.md as one self-contained page (figures embedded): the report's first item.
-FINDINGS_HTML = "results/findings.html"
-SIGNAL_SECTION = "results/diagnostics.md"
-LR_SWEEP_SECTION = "results/lr_sweep.md"
-DEPTH_SECTION = "results/depth.md"
+FINDINGS_HTML = f"{STUDY_DIR}/findings.html"
+SIGNAL_SECTION = f"{STUDY_DIR}/diagnostics.md"
+LR_SWEEP_SECTION = f"{STUDY_DIR}/lr_sweep.md"
+DEPTH_SECTION = f"{STUDY_DIR}/depth.md"
+# This study against another (config key compare_with; rules in compare.smk), outside both studies' directories.
+COMPARE_DIR = f"results/compare/{config['compare_with']}-vs-{config['study']}"
+COMPARE_MD = f"{COMPARE_DIR}/compare.md"
+COMPARE_FIGURE = f"{COMPARE_DIR}/compare.png"
+# compare.md as one self-contained page (figure embedded): the report's comparison item.
+COMPARE_HTML = f"{COMPARE_DIR}/compare.html"
+# `snakemake export_mlflow` (export.smk): the default MLflow store, and the record of what the export wrote.
+MLFLOW_DIR = f"{STUDY_DIR}/mlruns"
+MLFLOW_EXPORT = f"{MLFLOW_DIR}/export.json"
 # Every figure: file stem -> title (used in findings.md); its report caption is workflow/report/<stem>.rst.
 FIGURES = {
     "learning_curves": "Training loss and validation accuracy per epoch",
@@ -81,11 +88,16 @@ REPORT_CATEGORIES = {
     "sweep": "4. Learning-rate sweep",
     "depth": "5. Depth study",
     "tables": "6. Tables",
+    "compare": "7. Comparison with another study",
 }
 
 
 def figure_path(name):
-    return f"results/figures/{name}.png"
+    return f"{STUDY_DIR}/figures/{name}.png"
+
+
+def log_path(name):
+    return f"{LOG_DIR}/{name}.log"
 
 
 def report_figure(name, category):
@@ -97,12 +109,11 @@ def report_figure(name, category):
     )
 
 
-# --- Wildcard constraints: names only from the config, so no target points outside results/ -----
+# --- Wildcard constraints: names only from the config, so no target points outside its study
 wildcard_constraints:
     init="|".join(sorted(config["inits"])),
     optimizer="|".join(sorted(config["optimizers"])),
     seed=r"0|[1-9][0-9]*",
-    raw_name="|".join(FILE_NAMES),
     lr=study.LR_TOKEN_PATTERN,
     model=study.MODEL_SUFFIX_PATTERN,
 
@@ -123,15 +134,18 @@ def package_code(*modules):
     return sorted(os.path.relpath(package / f"{module}.py") for module in modules)
 
 
-TRAINING_CODE = package_code(
-    "training",
-    "checkpoint",
-    "diagnostics",
-    "model",
-    "optimizers",
-    "data",
-    "study",
-    "environment",
+# The code a train job computes with; its checkpoints are bound to the same modules' hash.
+TRAINING_CODE = package_code(*study.TRAINING_MODULES)
+# The statistics layer the report sections decide with: module names for package_code(...).
+STATISTICS_CODE = (
+    "stats",
+    "signflip",
+    "maxstat",
+    "units",
+    "levels",
+    "best",
+    "anova",
+    "power",
 )
 
 
@@ -175,14 +189,54 @@ def checkpoint_of(wildcards, output):
     return f"{CHECKPOINT_DIR}/{Path(output.metrics).parent.name}.pt"
 
 
+def finished_checkpoints():
+    """Checkpoints of runs whose metrics.json exists."""
+    run_dirs = [Path(RUN_DIR).parent, Path(SWEEP_DIR).parent]
+    return [
+        saved
+        for saved in Path(CHECKPOINT_DIR).glob("*.pt")
+        if any((runs / saved.stem / "metrics.json").is_file() for runs in run_dirs)
+    ]
+
+
 def remove_finished_checkpoints():
     """A finished run keeps its last checkpoint while Snakemake runs (a requeued or retried group of
-    runs then re-evaluates the runs it had finished instead of retraining them); the hooks in the
-    Snakefile remove it when a run succeeds, and at the start of the next run, so that a forced
-    rerun retrains."""
-    run_dirs = [Path(RUN_DIR).parent, Path(SWEEP_DIR).parent]
+    runs then re-evaluates the runs it had finished instead of retraining them); the onsuccess hook
+    removes it once Snakemake has succeeded."""
+    for saved in finished_checkpoints():
+        saved.unlink(missing_ok=True)
+
+
+def forced_by_the_user(job, dag, settings):
+    """Whether the user forced `job` (--forcerun/-R of its rule or output, --forceall, --force of a target).
+    Snakemake also counts outputs that --rerun-incomplete redoes as forced: those runs must resume.
+    """
+    if {job.rule} & dag.forcerules:
+        return True
+    named = set(settings.forcerun) | (
+        set(settings.targets) if settings.forcetargets else set()
+    )
+    named = {os.path.normpath(str(name)) for name in named}
+    return any(os.path.normpath(str(output)) in named for output in job.output)
+
+
+def tidy_checkpoints_at_start(workflow):
+    """Before any job runs (the onstart hook, which group jobs skip with --no-hooks, so a requeued group
+    still resumes): a run the user forces retrains from epoch 1, so its checkpoint goes; a run about to
+    run for any other reason resumes from its checkpoint, even if a metrics.json was written as it was
+    killed (Snakemake then marks it incomplete); every other finished run's checkpoint goes.
+    """
+    dag = workflow.dag
+    to_run = {
+        Path(checkpoint_of(job.wildcards, job.output)): forced_by_the_user(
+            job, dag, workflow.dag_settings
+        )
+        for job in dag.needrun_jobs()
+        if job.rule.name in ("train", "train_sweep")
+    }
+    finished = set(finished_checkpoints())
     for saved in Path(CHECKPOINT_DIR).glob("*.pt"):
-        if any((runs / saved.stem / "metrics.json").is_file() for runs in run_dirs):
+        if to_run.get(saved, saved in finished):
             saved.unlink(missing_ok=True)
 
 
@@ -227,7 +281,7 @@ def findings_figures():
 
 
 def depth_on():
-    """Whether the grid has two or more depths to compare (results/depth.md)."""
+    """Whether the grid has two or more depths to compare (depth.md)."""
     return len(study.depths(config)) > 1
 
 
@@ -236,4 +290,5 @@ def report_outputs():
         FINDINGS_MD,
         FINDINGS_HTML,
         *(figure_path(name) for name in findings_figures()),
+        *([COMPARE_HTML] if config["compare_with"] else []),
     ]

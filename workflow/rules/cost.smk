@@ -8,7 +8,7 @@ rule step_cost:
     output:
         csv=STEP_COST_CSV,
     log:
-        "results/logs/step_cost.log",
+        log_path("step_cost"),
     priority: -1
     conda:
         CONDA_ENV

@@ -2,10 +2,9 @@
 
 from fmnist_initopt import figures
 from fmnist_initopt.aggregate import load_metrics, read_csv
-from fmnist_initopt.logs import log_to
+from fmnist_initopt.logs import logged
 
-log = log_to(snakemake.log[0])
-try:
+with logged(snakemake.log[0], "drawing the figures failed") as log:
     all_metrics = load_metrics(snakemake.input.metrics)
     summary, combinations = read_csv(snakemake.input.summary), read_csv(snakemake.input.combinations)
     target, confidence, output = snakemake.params.target_accuracy, snakemake.params.confidence, snakemake.output
@@ -14,6 +13,3 @@ try:
     figures.epochs_to_target(summary, combinations, target, confidence, output.epochs_to_target)
     figures.init_weights(all_metrics, output.init_weights)
     log.info("figures written: %s", ", ".join(output))
-except Exception:
-    log.exception("drawing the figures failed")
-    raise

@@ -3,11 +3,10 @@
 from fmnist_initopt.aggregate import load_metrics
 from fmnist_initopt.atomic import atomic_write_text
 from fmnist_initopt.diagnostic_figures import lr_sweep_figure
-from fmnist_initopt.logs import log_to
+from fmnist_initopt.logs import logged
 from fmnist_initopt.sweep_analysis import sweep_section
 
-log = log_to(snakemake.log[0])
-try:
+with logged(snakemake.log[0], "learning-rate sweep report failed") as log:
     metrics_list = load_metrics(snakemake.input.metrics)
     default_lrs = snakemake.params.default_lrs
     lr_sweep_figure(metrics_list, default_lrs, snakemake.output.figure)
@@ -15,6 +14,3 @@ try:
     section = sweep_section(metrics_list, default_lrs, validation_source, snakemake.params.confidence)
     atomic_write_text(snakemake.output.section, section)
     log.info("learning-rate sweep report from %d runs", len(metrics_list))
-except Exception:
-    log.exception("learning-rate sweep report failed")
-    raise

@@ -1,10 +1,9 @@
 """Snakemake entry: the runs' metrics.json files -> summary.csv (per run) and combinations.csv (per init x optimizer)."""
 
 from fmnist_initopt.aggregate import combine, load_metrics, summarize_runs, write_csv
-from fmnist_initopt.logs import log_to
+from fmnist_initopt.logs import logged
 
-log = log_to(snakemake.log[0])
-try:
+with logged(snakemake.log[0], "aggregation failed") as log:
     summary = summarize_runs(load_metrics(snakemake.input.metrics), snakemake.params.target_accuracy)
     combinations = combine(summary, snakemake.params.confidence)
     write_csv(summary, snakemake.output.summary)
@@ -17,6 +16,3 @@ try:
         snakemake.params.target_accuracy,
         snakemake.params.confidence,
     )
-except Exception:
-    log.exception("aggregation failed")
-    raise
