@@ -13,9 +13,11 @@ INIT_FUNCTIONS = {
 }
 OPTIMIZERS = {
     "sgd": ("SGD", {"lr": 0.01, "momentum": 0.9}),
+    "nesterov": ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True}),
     "adam": ("Adam", {"lr": 0.001, "betas": [0.9, 0.999]}),
     "rmsprop": ("RMSprop", {"lr": 0.001, "alpha": 0.99}),
 }
+DATA_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 LAYERS = [("conv1", [32, 1, 3, 3]), ("conv2", [64, 32, 3, 3]), ("fc1", [128, 3136]), ("fc2", [10, 128])]
 
 
@@ -57,13 +59,21 @@ def fake_metrics(
     signal_scale: float | None = None,
     cost: dict | None = None,
     depth: int = 0,
+    train_accuracy: float | None = None,
+    with_train_evaluation: bool = True,
+    precisions: list[str] | None = None,
+    devices: list[str] | None = None,
+    test_loss: float = 0.5,
 ) -> dict:
     """A schema-valid metrics dict. `val_accuracy` lists the completed epochs; `diverged_at=(epoch, step)`
     makes a run that stopped there (its completed epochs are those listed, its test result null).
     `with_diagnostics=False` leaves the diagnostics out (a run recorded before they existed: not schema-valid);
     `signal_scale` replaces the init's activation-std and gradient-norm scale of the diagnostics. `cost`
     overrides fields of the run's own cost record (process CPU time, median step time, load it ran under).
-    `depth` extra conv layers weaken every init's logits but He's by 0.7 per layer."""
+    `depth` extra conv layers weaken every init's logits but He's by 0.7 per layer. `train_accuracy` is the
+    final evaluation pass over the training images (default: the test accuracy + 0.02; its loss is 0.6 x the
+    test loss); `with_train_evaluation=False` leaves it out, as in runs recorded before it existed.
+    `precisions` and `devices` are the per-epoch records (default: fp32 and cpu in every epoch)."""
     init_function, init_kwargs = INIT_FUNCTIONS.get(init, ("orthogonal_", {}))
     optimizer_class, optimizer_kwargs = OPTIMIZERS.get(optimizer, ("AdamW", {"lr": 0.001}))
     optimizer_kwargs = {**optimizer_kwargs, **({"lr": lr} if lr is not None else {})}
@@ -71,7 +81,13 @@ def fake_metrics(
     epoch_seconds = epoch_seconds if epoch_seconds is not None else [10.0] * completed
     diverged = diverged_at is not None
     train_loss = [2.0 / (epoch + 1) for epoch in range(completed)]
-    return {
+    test = test_accuracy if test_accuracy is not None else (val_accuracy[-1] if val_accuracy else None)
+    train_evaluation = {
+        "loss": None if diverged else 0.6 * test_loss,
+        "accuracy": None if diverged else (train_accuracy if train_accuracy is not None else min(1.0, test + 0.02)),
+        "images": 400,
+    }
+    metrics = {
         "schema_version": 1,
         "run": {
             "id": f"{init}_{optimizer}{f'_depth{depth}' if depth else ''}_seed{seed}",
@@ -97,11 +113,12 @@ def fake_metrics(
             "epochs": epochs or (diverged_at[0] if diverged else completed),
             "batch_size": 64,
             "split": {"val_source": "holdout", "val_size": 100, "split_seed": 0, "train_size": None},
+            "data": {name: f"{index:064x}" for index, name in enumerate(DATA_FILES)},
             **({"model": {"extra_conv_layers": depth}} if depth else {}),
             "precision": "fp32",
         },
-        "precision": "fp32",
-        "hyperparameters": {**optimizer_kwargs, "weight_decay": 0, "foreach": None},
+        "precision": precisions[-1] if precisions else "fp32",
+        "hyperparameters": {**optimizer_kwargs, "weight_decay": 0, "maximize": False, "foreach": None},
         "data": {"validation_source": "holdout", "train": 400, "validation": 100, "test": 200},
         "history": {
             "epoch": list(range(1, completed + 1)),
@@ -109,13 +126,16 @@ def fake_metrics(
             "val_loss": [loss * 1.1 for loss in train_loss],
             "val_accuracy": list(val_accuracy),
             "epoch_seconds": list(epoch_seconds),
+            "precision": list(precisions) if precisions is not None else ["fp32"] * completed,
+            "device": list(devices) if devices is not None else ["cpu"] * completed,
         },
         "test": {"loss": None, "accuracy": None}
         if diverged
         else {
-            "loss": 0.5,
-            "accuracy": test_accuracy if test_accuracy is not None else val_accuracy[-1],
+            "loss": test_loss,
+            "accuracy": test,
         },
+        "train_evaluation": train_evaluation,
         "training_seconds": float(sum(epoch_seconds)),
         "divergence": {"epoch": diverged_at[0], "step": diverged_at[1], "loss": "nan"} if diverged else None,
         "cost": {
@@ -135,13 +155,17 @@ def fake_metrics(
             "torch": "2.14.1",
             "torchvision": "0.29.1",
             "snakemake": "9.27.1",
-            "device": "cpu",
+            "device": devices[-1] if devices else "cpu",
             "device_name": "x86_64",
             "threads": 2,
             "host": "testhost",
             "git_commit": "abc123",
         },
+        "identity": {"training_code_sha256": "0" * 64, "torch": "2.14.1", "precision": "fp32"},
     }
+    if not with_train_evaluation:
+        del metrics["train_evaluation"]
+    return metrics
 
 
 def _diagnostics(init: str, completed: int, scale: float | None = None, depth: int = 0) -> dict:

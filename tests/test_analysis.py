@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 import struct
@@ -80,18 +81,27 @@ def section(text: str, heading: str) -> str:
 
 QUESTIONS = (
     "**Which init?**",
-    "**Does the best init depend on the optimizer?**",
-    "**Which optimizers can be told apart?**",
-    "**Best combinations**",
-    "**How small an init effect could this study see?**",
+    "**Does it depend on the optimizer?**",
+    "**Which optimizers differ?**",
+    "**Best set:**",
+    "**What could it detect?**",
 )
 
 
-def sentence(text: str, question: str) -> str:
-    """The headline's answer to one of its QUESTIONS, up to the next question."""
-    answer = section(text, "Answer").split("\n\n")[1]
-    rest = answer.split(question, 1)[1]
-    return min((rest.split(q, 1)[0] for q in QUESTIONS), key=len)
+def opening(text: str) -> list[str]:
+    """The answer at a glance: the bullet lines between "## Answer" and its evidence."""
+    block = section(text, "Answer").split("### Evidence", 1)[0]
+    return [line[2:] for line in block.splitlines() if line.startswith("- ")]
+
+
+def line(text: str, question: str) -> str:
+    return next(item for item in opening(text) if item.startswith(question))
+
+
+def evidence(text: str, question: str) -> str:
+    """The evidence paragraph under the five lines that starts with `question`."""
+    block = section(text, "Answer").split("### Evidence", 1)[1]
+    return next(paragraph for paragraph in block.split("\n\n") if paragraph.startswith(question))
 
 
 # ---------------------------------------------------------------------------------------------- aggregate
@@ -188,29 +198,42 @@ def test_changing_the_target_changes_epochs_to_target():
 # ---------------------------------------------------------------------------------------------- the answer
 
 
+def test_the_answer_opens_with_five_short_lines_one_per_question():
+    text = findings(generated_study(xavier_effect=0.01))
+    lines = opening(text)
+    assert [item.split("**", 2)[1] for item in lines] == [q.strip("*") for q in QUESTIONS]
+    assert all(len(item) <= 160 and re.search(r"\d", item) for item in lines), lines  # short, each with its number
+
+
 def test_a_real_one_point_xavier_effect_is_found_with_the_right_sign():
     text = findings(generated_study(xavier_effect=0.01))
-    init = sentence(text, "**Which init?**")
+    assert line(text, "**Which init?**").startswith("**Which init?** **xavier**: better than he (by ")
+    init = evidence(text, "**Which init?**")
     assert "**xavier** had the highest mean final test accuracy and is better than **he**" in init
-    estimate = float(re.search(r"he - xavier: ([-+]\d+\.\d+) pp", init).group(1))
+    estimate = float(re.search(r"he − xavier: ([-+]\d+\.\d+) pp", init).group(1))
     assert -1.3 < estimate < -0.7  # the +1 pp effect, from he's side
-    assert ": different" in init and "xavier ahead in 18 of 18 (optimizer, seed) pairs" in init
-    assert "No dependence detected" in sentence(text, "**Does the best init depend on the optimizer?**")
-    factorial = section(text, "Answer").split("two-way ANOVA", 1)[1]
-    assert re.search(r"\| init +\| 1 +\| [\d.]+ +\| < 0.001 +\|", factorial)
-    assert re.search(r"\| init:optimizer +\| 2 +\|", factorial)
+    # 6 seeds, the unit: the smallest p of the exact sign-flip test is 2/64
+    assert ": different" in init and "p = 0.031" in init and "xavier ahead in 6 of 6 seeds" in init
+    assert "No dependence detected" in line(text, "**Does it depend on the optimizer?**")
+    factorial = section(text, "Answer").split("repeated-measures ANOVA with the seed as subject: each", 1)[1]
+    assert re.search(r"\| init +\| 1 +\| 5 +\| [\d.]+ +\| < 0.001 +\|", factorial)
+    assert re.search(r"\| init:optimizer +\| 2 +\| 10 +\|", factorial)
 
 
 def test_no_init_effect_is_not_claimed_and_the_mde_says_what_could_have_been_seen():
     text = findings(generated_study(xavier_effect=0.0))
-    init = sentence(text, "**Which init?**")
-    assert "is better than" not in init and "no difference from" in init and "not detected (MDE" in init
-    sensitivity = sentence(text, "**How small an init effect could this study see?**")
-    mde = float(re.search(r"minimum detectable init effect .* is (\d+\.\d+) pp", sensitivity).group(1))
+    init = evidence(text, "**Which init?**")
+    assert "is better than" not in init and "no difference between **" in init and "not detected (MDE" in init
+    assert line(text, "**Which init?**").startswith("**Which init?** No difference detected")
+    sensitivity = evidence(text, "**How small an init effect could this study see?**")
+    mde = float(re.search(r"minimum detectable init effect \(MDE\) is (\d+\.\d+) pp", sensitivity).group(1))
     assert 0.05 < mde < 1.0
+    assert "80% power" in sensitivity and "the unit being the seed (6 seeds" in sensitivity
+    assert "simulated power of the exact sign-flip test" in sensitivity  # the test used, not a t approximation
     assert re.search(
         r"(\d+) seeds \(now 6\) would bring it to 0.3 pp or less|already reach an MDE of 0.3 pp", sensitivity
     )
+    assert f"An init effect of {mde:.2f} pp or more (80% power, 6 seeds)" in line(text, "**What could it detect?**")
 
 
 def test_swapping_the_inits_swaps_the_answer():
@@ -218,15 +241,16 @@ def test_swapping_the_inits_swaps_the_answer():
     for run in swapped:
         init = "he" if run["run"]["init"] == "xavier" else "xavier"
         run["run"].update(init=init, id=run["run"]["id"].replace(run["run"]["init"], init, 1))
-    init = sentence(findings(swapped), "**Which init?**")
+    init = evidence(findings(swapped), "**Which init?**")
     assert "**he** had the highest mean final test accuracy and is better than **xavier**" in init
 
 
-def test_three_seeds_can_detect_the_pooled_effect_but_say_why_a_single_optimizer_cannot(tables):
+def test_three_seeds_cannot_detect_anything_and_say_why(tables):
     text = findings(known_study())
     per_optimizer = section(text, "Initialisation × optimizer")
-    assert re.search(r"\| sgd +\| xavier − he +\| -10\.\d\d pp .*not detected", per_optimizer)
-    assert "3 pairs cannot reach p < 0.05: the smallest possible p is 0.25" in per_optimizer
+    assert re.search(r"\| sgd +\| xavier − he +\| -10\.00 pp .*not detected", per_optimizer)
+    assert "3 seeds cannot reach p <= 0.05: the smallest possible p is 0.25" in per_optimizer
+    assert "No init effect, however large" in line(text, "**What could it detect?**")
 
 
 def test_a_combination_that_lost_seeds_cannot_be_best():
@@ -242,8 +266,9 @@ def test_a_combination_that_lost_seeds_cannot_be_best():
     assert re.search(
         r"\| – +\| xavier \+ adam +\| 0\.99\d\d .*\| 2 / 1 +\| not eligible: 1 of 3 seeds diverged", ranking
     )
-    best = sentence(text, "**Best combinations**")
+    best = evidence(text, "**Best combinations**")
     assert "xavier + adam" not in best.split("Not eligible")[0]
+    assert "xavier + adam" not in line(text, "**Best set:**")
     assert "Not eligible, because seeds diverged: xavier + adam (1 of 3 seeds lost)" in section(text, "Answer")
 
 
@@ -420,7 +445,7 @@ def test_findings_state_the_known_answers(rendered):
     # he + rmsprop lost a seed: listed, not eligible to be best.
     assert "Not eligible, because seeds diverged: he + rmsprop (1 of 3 seeds lost)" in text
     assert "400 training, 100 validation (holdout), 200 test images" in text
-    assert "SGD(lr=0.01, momentum=0.9, weight_decay=0)" in text
+    assert "SGD(lr=0.01, momentum=0.9, weight_decay=0, maximize=false, foreach=null)" in text
     assert "Every comparison uses one rule at alpha = 0.05" in text  # stats.decision_rule_text, quoted
     assert "Welch" not in text and "within noise" not in text
 
@@ -429,7 +454,10 @@ def test_one_seed_says_no_uncertainty_instead_of_intervals(tmp_path):
     runs = [m for m in known_study() if m["run"]["seed"] == 1]
     text, paths, _ = render(tmp_path, runs)
     assert "no uncertainty can be estimated" in text
-    assert "untestable: no residual degrees of freedom" in section(text, "Answer").lower()
+    answer = section(text, "Answer")
+    assert "**Which init?** Untestable: only one seed has a test accuracy for every init" in answer
+    assert "**Which optimizers differ?** Untestable: only one seed has a test accuracy for every optimizer" in answer
+    assert "no gap could be excluded with 1 seed" in line(text, "**Best set:**")
     summary_table = section(text, "Summary")
     assert not re.search(r"\d \[\d", summary_table)  # no interval without a second seed
     assert all(png_size(path) for path in paths.values())
@@ -446,3 +474,67 @@ def test_styles_are_stable_distinct_and_extend_to_new_names():
         assert wider.colour[name] == grid.colour[name]
     for name in ("he", "xavier"):
         assert wider.init[name] == grid.init[name]
+
+
+# ---------------------------------------------------------------------------------------------- the workflow's inputs
+
+
+def imported_modules(path, seen: set | None = None) -> set[str]:
+    """The package modules a source file (a package module's name, or a path) imports, directly or through
+    others: its import statements, also those inside functions."""
+    seen = set() if seen is None else seen
+    source = REPO / "src" / "fmnist_initopt" / f"{path}.py" if isinstance(path, str) else path
+    if isinstance(path, str):
+        if path in seen:
+            return seen
+        seen.add(path)
+    for node in ast.walk(ast.parse(source.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fmnist_initopt"):
+            names = [a.name for a in node.names] if node.module == "fmnist_initopt" else [node.module.split(".")[1]]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("fmnist_initopt.")]
+        for name in names:
+            if (REPO / "src" / "fmnist_initopt" / f"{name}.py").exists():
+                imported_modules(name, seen)
+    return seen
+
+
+def rule_block(smk: str, rule: str) -> str:
+    return (REPO / "workflow" / "rules" / smk).read_text().split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+
+
+def statistics_code() -> set[str]:
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    return set(re.findall(r'"(\w+)"', common.split("STATISTICS_CODE = (", 1)[1].split(")", 1)[0]))
+
+
+def rule_code_inputs(smk: str, rule: str) -> set[str]:
+    """The modules a rule's package_code(...) names, STATISTICS_CODE expanded."""
+    block = rule_block(smk, rule).split("code=package_code(", 1)[1].split(")", 1)[0]
+    return set(re.findall(r'"(\w+)"', block)) | (statistics_code() if "*STATISTICS_CODE" in block else set())
+
+
+ANALYSIS_RULES = [
+    ("report.smk", "aggregate"),
+    ("report.smk", "figures"),
+    ("report.smk", "findings"),
+    ("report.smk", "findings_html"),
+    ("diagnostics.smk", "signal_report"),
+    ("diagnostics.smk", "lr_sweep_report"),
+    ("depth.smk", "depth_report"),
+    ("compare.smk", "compare"),
+]
+
+
+@pytest.mark.parametrize(("smk", "rule"), ANALYSIS_RULES)
+def test_an_analysis_rule_names_every_module_its_outputs_are_computed_with(smk, rule):
+    # editing any of them must rerun the rule; the atomic writer and the log set-up do not shape the outputs
+    script = re.search(r'script:\s*"\.\./scripts/(\w+\.py)"', rule_block(smk, rule)).group(1)
+    needed = imported_modules(REPO / "workflow" / "scripts" / script) - {"atomic", "logs"}
+    assert needed <= rule_code_inputs(smk, rule), needed - rule_code_inputs(smk, rule)
+
+
+def test_statistics_code_lists_the_whole_statistics_layer():
+    layer = set().union(*(imported_modules(name) for name in ("stats", "levels", "best", "anova", "power")))
+    assert statistics_code() == layer

@@ -1,6 +1,8 @@
 """The depth axis (issue 14): the model variants, a run's identity, the workflow's targets, the depth section."""
 
 import math
+import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -8,9 +10,11 @@ import torch
 import yaml
 from conftest import REPO, make_study, metrics_schema, planned_jobs, reference_loop, synthetic_splits
 from fake_metrics import fake_metrics
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from fmnist_initopt import depth_analysis, study
+from fmnist_initopt import depth_analysis, depth_findings, stats, study
 from fmnist_initopt.config import ConfigError, validated_config
 from fmnist_initopt.diagnostics import signal_snapshot
 from fmnist_initopt.model import CNN, apply_init, build_model, parameter_count
@@ -99,7 +103,8 @@ def test_xavier_logits_shrink_relative_to_he_with_depth():
 
 # --- A run's identity ----------------------------------------------------------------------------------
 
-# The RunSpec fields other than the model settings: a depth-0 spec must be exactly these.
+# The RunSpec fields other than the model settings (the data's checksums included, issue 19): a depth-0 spec
+# must be exactly these.
 FIELDS_BEFORE_DEPTH = [
     "init",
     "init_function",
@@ -112,6 +117,7 @@ FIELDS_BEFORE_DEPTH = [
     "batch_size",
     "split",
     "precision",
+    "data",
 ]
 
 
@@ -181,7 +187,7 @@ def test_a_deep_run_records_its_model_and_depth(tmp_path):
 
 
 def trained_runs(jobs):
-    return {output.split("/")[2] for rule, output in jobs if rule == "train"}
+    return {Path(output).parent.name for rule, output in jobs if rule == "train"}
 
 
 def test_two_depths_plan_every_run_at_both_and_the_depth_report(tmp_path, synthetic_source):
@@ -194,9 +200,10 @@ def test_two_depths_plan_every_run_at_both_and_the_depth_report(tmp_path, synthe
         "he_adam_depth2_seed1",
         "xavier_adam_depth2_seed1",
     }
-    assert ("depth_report", "results/figures/depth.png") in jobs
+    assert ("depth_report", "results/main/figures/depth.png") in jobs
     # the main report reads the brief's CNN only, so it never mixes depths
-    main = [line for line in deep.snakemake("-n", "-p", "results/summary.csv").stdout.splitlines() if "input:" in line]
+    planned = deep.snakemake("-n", "-p", "results/main/summary.csv").stdout
+    main = [line for line in planned.splitlines() if "input:" in line]
     assert any("he_adam_seed1" in line for line in main) and not any("depth2" in line for line in main)
 
 
@@ -207,7 +214,7 @@ def test_adding_a_depth_trains_only_its_runs(tmp_path, synthetic_source):
     }
     shallow = make_study(tmp_path / "shallow", synthetic_source, overrides)
     assert "depth_report" not in {rule for rule, _ in planned_jobs(shallow.snakemake("-n"))}
-    shallow.snakemake("--cores", "1", "results/runs/he_adam_seed1/metrics.json")
+    shallow.snakemake("--cores", "1", "results/main/runs/he_adam_seed1/metrics.json")
     shallow.write_config({**overrides, "model": {"extra_conv_layers": [0, 3]}})
     assert trained_runs(planned_jobs(shallow.snakemake("-n"))) == {"he_adam_depth3_seed1"}
 
@@ -221,7 +228,7 @@ RESAMPLES = 999
 
 
 def section_of(runs, confidence=0.95):
-    return depth_analysis.depth_section(runs, confidence, n_resamples=RESAMPLES)
+    return depth_findings.depth_section(runs, confidence, n_resamples=RESAMPLES)
 
 
 def wobble(seed: int) -> float:
@@ -287,7 +294,7 @@ def test_no_effect_at_any_depth_is_said_so():
     section = section_of(fake_depth_runs([0, 8]))
     assert "at no depth is the init effect larger than seed noise" in section
     assert "Every run trained" in section
-    assert "hide" not in section
+    assert "hide the init effect at this depth" not in section and "per optimizer:" not in section
 
 
 def test_every_run_at_chance_is_reported_as_nothing_trained():
@@ -337,13 +344,94 @@ def test_the_figure_is_drawn_for_studies_and_degenerate_cases(tmp_path, runs):
 
 def test_too_few_seeds_per_optimizer_says_how_many_would_do():
     section = section_of(fake_depth_runs([0, 8], seeds=[1, 2, 3], stuck=deep_xavier_sgd_stuck))
-    # pooled: 2 comparisons (one per depth) of 3 seeds x 2 optimizers = 6 pairs: smallest adjusted p 2/64 * 2;
-    # 2^7 > 2 * 2 / 0.05 = 80, so 7 pairs, i.e. 4 seeds of 2 optimizers, could
+    # pooled: 2 comparisons (one per depth) of 3 seeds (the unit): smallest adjusted p 2/8 * 2 = 0.5;
+    # 2 / 2**n * 2 <= 0.05 needs 2**n >= 80, so 7 seeds could
     assert (
-        "Pooled over optimizers, 6 pairs cannot show any effect after the Holm correction over 2 comparisons "
-        "(the smallest possible adjusted p is 0.062, alpha 0.05); 4 seeds could." in section
+        "Pooled over optimizers, 3 seeds cannot show any effect after Holm over 2 depths "
+        "(the smallest possible adjusted p is 0.5, alpha 0.05); 7 seeds could." in section
     )
-    # per optimizer: 4 comparisons of 3 pairs: 2/8 * 4 = 1; 2^8 > 2 * 4 / 0.05 = 160, so 8 seeds
-    assert "Per optimizer, 3 pairs cannot show any effect after the Holm correction over 4 comparisons" in section
+    # per optimizer: 4 comparisons of 3 seeds: 2/8 * 4 = 1; 2 / 2**n * 4 <= 0.05 needs 2**n >= 160: 8 seeds
+    assert "Per optimizer, 3 seeds cannot show any effect after Holm over 4 (depth, optimizer) cells" in section
     assert "1, alpha 0.05); 8 seeds could. Which optimizers hide the init effect is therefore not tested" in section
     assert "hide the init effect at this depth" not in section
+
+
+def test_the_cannot_show_line_is_only_where_nothing_could_be_detected():
+    # 8 seeds: the pooled family detects depth 8's effect, so it never says that it cannot show any effect
+    section = section_of(fake_depth_runs([0, 4, 8], stuck=deep_xavier_sgd_stuck))
+    assert "detected at 1 of 3 depths" in section and "cannot show any effect" not in section
+
+
+# --- Its sentences, generated (issue 18: each once contradicted its numbers) ------------------------------
+
+
+def test_an_optimizer_with_the_same_effect_does_not_hide_it():
+    # the init effect is -0.06 under sgd and under adam; adam lost three seeds to divergence, so its own
+    # comparison does not detect it: that is a non-rejection, not evidence that adam hides the effect
+    runs = []
+    for seed in SEEDS:
+        for optimizer in ("sgd", "adam"):
+            for init in ("he", "xavier"):
+                if optimizer == "adam" and seed > 5:
+                    runs.append(fake_metrics(init, optimizer, seed, [0.5], diverged_at=(2, 1), epochs=2, depth=8))
+                    continue
+                final = 0.85 - 0.06 * (init == "xavier") + wobble(seed) + noise(seed, init, optimizer) / 3
+                runs.append(fake_metrics(init, optimizer, seed, [0.7, final], depth=8))
+    section = section_of(runs)
+    assert "detected under sgd; not detected under adam (adaptive)" in section
+    assert "adam's effect is not shown to be smaller than sgd's" in section
+    assert "hide the init effect at this depth" not in section
+
+
+def test_an_optimizer_whose_runs_diverged_is_untestable_not_hiding():
+    runs = fake_depth_runs([8], stuck=deep_xavier_sgd_stuck)
+    runs = [r for r in runs if not (r["run"]["optimizer"] == "adam" and r["run"]["init"] == "xavier")]
+    runs += [fake_metrics("xavier", "adam", seed, [0.5], diverged_at=(2, 1), epochs=2, depth=8) for seed in SEEDS]
+    section = section_of(runs)
+    assert "detected under sgd; untestable under adam (adaptive)" in section
+    assert "hide" not in section.split("### Verdict", 1)[1].replace("hides the effect is tested", "")
+
+
+@st.composite
+def depth_studies(draw):
+    """he/xavier x sgd/adam at 1-3 depths and 2-8 seeds: random stuck and diverged combinations, random effects."""
+    depths = draw(st.sampled_from([[0], [0, 4], [0, 4, 8]]))
+    seeds = range(1, draw(st.integers(2, 8)) + 1)
+    cells = [(d, i, o) for d in depths for i in ("he", "xavier") for o in ("sgd", "adam")]
+    stuck = set(draw(st.lists(st.sampled_from(cells), max_size=3)))
+    doomed = set(draw(st.lists(st.sampled_from(cells), max_size=2)))
+    effect = draw(st.floats(0, 0.05))
+    runs = []
+    for depth, init, optimizer in cells:
+        for seed in seeds:
+            if (depth, init, optimizer) in doomed:
+                runs.append(fake_metrics(init, optimizer, seed, [0.5], diverged_at=(2, 1), epochs=2, depth=depth))
+                continue
+            final = 0.10 if (depth, init, optimizer) in stuck else 0.85 - effect * (init == "xavier")
+            accuracy = [0.7 + wobble(seed), final + wobble(seed) + noise(seed, init, optimizer)]
+            runs.append(fake_metrics(init, optimizer, seed, accuracy, depth=depth))
+    return runs
+
+
+@settings(max_examples=15)
+@given(depth_studies())
+def test_depth_sentences_follow_their_tests(runs):
+    section = section_of(runs)
+    for line in section.splitlines():
+        for adaptive in ("adam",):
+            if f"the adaptive step sizes of {adaptive} hide" in line:
+                assert f"not detected under {adaptive} (adaptive)" in line  # its own test did not reject
+                assert f"untestable under {adaptive}" not in line.split(";")[0]
+                assert re.search(rf"the init effect is smaller under {adaptive} than under \w+ .*: different\)", line)
+    table = depth_analysis.depth_table(runs)
+    for metric in depth_analysis.METRIC_LABELS:
+        effects = depth_analysis.init_effects_by_depth(table, metric, 0.95, RESAMPLES)
+        tested = [e for e in effects if e.reference is not None and e.pooled]
+        for families in (lambda e: [e.pooled], lambda e: list(e.per_optimizer.values())):
+            comparisons = [c for e in tested for group in families(e) for c in group if c.verdict != "untestable"]
+            lines = depth_findings.cannot_show_lines(tested, "family", families, 0.95)
+            if any(c.verdict == "different" for c in comparisons):
+                assert not lines  # something was detected: the family could show an effect
+            for text in lines:  # the smallest reachable p is the largest n's
+                assert f"Family, {max(c.n_units for c in comparisons)} seed" in text
+                assert stats.alpha_of(0.95) < float(re.search(r"possible (?:adjusted )?p is ([\d.e-]+)", text).group(1))

@@ -23,6 +23,13 @@ from fmnist_initopt.aggregate import combine, load_metrics, read_csv, summarize_
 from fmnist_initopt.findings import findings_markdown
 
 CONFIDENCE = 0.95
+QUESTIONS = (
+    "**Which init?**",
+    "**Does it depend on the optimizer?**",
+    "**Which optimizers differ?**",
+    "**Best set:**",
+    "**What could it detect?**",
+)
 SUMMARY_FIGURES = ("learning_curves", "accuracy_and_time", "epochs_to_target", "init_weights")
 
 
@@ -164,7 +171,10 @@ def test_findings_always_say_what_happened(case):
     assert text.startswith("<!-- Generated") and "## Answer" in text and "## Methods" in text
     assert not re.search(r"\bnan\b|\binf\b", text, re.IGNORECASE), "a number leaked as nan/inf"
     answer = text.split("## Answer", 1)[1].split("## Best combinations", 1)[0]
-    assert "**Which init?**" in answer and "two-way ANOVA" in answer
+    glance = [line for line in answer.split("### Evidence")[0].splitlines() if line.startswith("- ")]
+    assert len(glance) == 5 and all(line.startswith(f"- {q}") for line, q in zip(glance, QUESTIONS)), glance
+    assert "repeated-measures ANOVA" in answer
+    assert "best estimate for every optimizer" not in text
     for run in case.runs:
         if run["status"] == "diverged":
             assert f"**{run['run']['id']} diverged**" in text
@@ -181,13 +191,14 @@ def test_findings_always_say_what_happened(case):
     if len(case.seeds) == 1:
         assert "no uncertainty can be estimated" in text
     if case.values == "identical" and not any(m["status"] == "diverged" for m in case.runs):
-        assert "untestable: no variance" in answer.lower()
+        assert "no variance" in answer.lower()
     if case.step_costs is None:
         assert "Cost was not measured in isolation" in text and "Least compute" not in text
     else:
         assert "Placebo check" in text or "No placebo" in text
     if not any("cost" in m for m in case.runs):
         assert "did not record their own cost" in text
+    assert "## Generalization" in text
 
 
 @settings(max_examples=5)

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fmnist_initopt import stats
+from fmnist_initopt import levels, power, stats
+from fmnist_initopt.findings_comparisons import comparison_text, detectable
+from fmnist_initopt.wording import percent
 
 SIGNAL_COLUMNS = ["init", "seed", "depth", "layer", "activation_std", "weight_grad_norm"]
 SUMMARY_COLUMNS = [
@@ -167,21 +169,14 @@ def epoch1_table(metrics_list: list[dict[str, Any]]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class FirstEpoch:
-    """Weak - strong init in epoch-1 validation accuracy: pooled over optimizers (paired on optimizer and seed,
-    a family of one) and per optimizer (paired on seed, one Holm family across the optimizers)."""
+    """Weak - strong init in epoch-1 validation accuracy, the seed as the unit: pooled over optimizers (each
+    seed's difference averaged over them; a family of one) and per optimizer (one Holm family across them)."""
 
     weak: str
     strong: str
     pooled: stats.Comparison
-    pooled_mde: float | None
+    pooled_mde: power.DetectableEffect | None
     per_optimizer: pd.DataFrame  # optimizer, weak/strong mean and run counts, comparison, mde, verdict
-
-
-def _mde(weak: pd.Series, strong: pd.Series, alpha: float) -> float | None:
-    differences = (weak - strong).dropna()
-    if len(differences) < 2:
-        return None
-    return stats.minimum_detectable_effect(float(differences.std(ddof=1)), len(differences), alpha)
 
 
 def _direction(comparison: stats.Comparison) -> str:
@@ -191,12 +186,21 @@ def _direction(comparison: stats.Comparison) -> str:
     return comparison.verdict
 
 
+def _weak_minus_strong(found: levels.LevelComparison, weak: str, strong: str, alpha: float) -> stats.Comparison:
+    """The weak - strong record of one scope's comparison, or an untestable one saying why there is none."""
+    chosen = [c for c in found.comparisons if c.level == weak]
+    if chosen:
+        return chosen[0]
+    reason = found.status.removeprefix("untestable: ") if found.status != "ok" else f"no {weak} - {strong} pair"
+    return stats.untestable("init", weak, strong, found.scope, found.n_units, math.nan, reason, found.method, alpha)
+
+
 def first_epoch_comparison(metrics_list: list[dict[str, Any]], weak: str, strong: str, confidence: float) -> FirstEpoch:
     """Did the weak-signal init reach a lower validation accuracy after epoch 1 than the strong one?
 
     The grid runs one learning rate per optimizer; sweep runs (several per optimizer) would pair runs of
     different learning rates, so they are refused. A run that diverged before epoch 1 ended has no epoch-1
-    accuracy: its pair is dropped and counted by the test.
+    accuracy: its (seed, optimizer) block is dropped and the comparison's reason says so.
     """
     table = epoch1_table(metrics_list)
     several = table.groupby("optimizer")["lr"].nunique(dropna=True)
@@ -206,52 +210,39 @@ def first_epoch_comparison(metrics_list: list[dict[str, Any]], weak: str, strong
             f"got several for {', '.join(several[several > 1].index)}"
         )
     alpha = stats.alpha_of(confidence)
-    # groupby keeps (optimizer, seed) keys whose every run lacks epoch 1: their NaN pairs are counted as dropped
-    wide = (
-        table.groupby(["optimizer", "seed", "init"])["epoch1_val_accuracy"]
-        .mean()
-        .unstack("init")
-        .reindex(columns=[weak, strong])
-    )
-    label = f"{weak} - {strong}"
-    pooled = stats.paired_difference(wide[weak], wide[strong], confidence, label=label)
-    optimizers = list(dict.fromkeys(table["optimizer"]))
-    per = [
-        stats.paired_difference(
-            wide.loc[optimizer, weak], wide.loc[optimizer, strong], confidence, label=f"{label} | {optimizer}"
-        )
-        for optimizer in optimizers
-    ]
-    per = stats.holm(per, confidence)
-    testable = max(1, sum(c.verdict != "untestable" for c in per))
+    pair = table[table["init"].isin([weak, strong])]
+    response, common = "epoch1_val_accuracy", {"reference": strong}
+    pooled = levels.compare_levels(pair, response, "init", confidence, over=("optimizer",), **common)
+    per = levels.compare_within(pair, response, "init", ("optimizer",), confidence, **common)
+    comparisons = {found.scope["optimizer"]: _weak_minus_strong(found, weak, strong, alpha) for found in per}
+    testable = sum(c.p is not None for c in comparisons.values())
     rows = []
-    for optimizer, comparison in zip(optimizers, per):
+    for optimizer in dict.fromkeys(table["optimizer"]):
         runs = table[table["optimizer"] == optimizer]
         weak_runs, strong_runs = runs[runs["init"] == weak], runs[runs["init"] == strong]
+        comparison = comparisons.get(optimizer) or stats.untestable(
+            "init", weak, strong, {"optimizer": optimizer}, 0, math.nan, f"no {weak} or {strong} run", "", alpha
+        )
         rows.append(
             {
                 "optimizer": optimizer,
-                "weak_mean": weak_runs["epoch1_val_accuracy"].mean(),
+                "weak_mean": weak_runs[response].mean(),
                 "weak_runs": len(weak_runs),
-                "weak_without_epoch1": int(weak_runs["epoch1_val_accuracy"].isna().sum()),
-                "strong_mean": strong_runs["epoch1_val_accuracy"].mean(),
+                "weak_without_epoch1": int(weak_runs[response].isna().sum()),
+                "strong_mean": strong_runs[response].mean(),
                 "strong_runs": len(strong_runs),
-                "strong_without_epoch1": int(strong_runs["epoch1_val_accuracy"].isna().sum()),
+                "strong_without_epoch1": int(strong_runs[response].isna().sum()),
                 "comparison": comparison,
-                # worst case within the Holm family: the smallest p is compared with alpha / testable
-                "mde": _mde(wide.loc[optimizer, weak], wide.loc[optimizer, strong], alpha / testable),
+                "mde": detectable(comparison, testable),  # at Holm's first step over the testable optimizers
                 "verdict": _direction(comparison),
             }
         )
-    return FirstEpoch(weak, strong, pooled, _mde(wide[weak], wide[strong], alpha), pd.DataFrame(rows))
+    pooled_comparison = _weak_minus_strong(pooled, weak, strong, alpha)
+    return FirstEpoch(weak, strong, pooled_comparison, detectable(pooled_comparison), pd.DataFrame(rows))
 
 
 def _number(value: float) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.3g}"
-
-
-def _percent(mean: float) -> str:
-    return "n/a" if pd.isna(mean) else f"{100 * mean:.2f}%"
 
 
 def _runs_phrase(runs: int, missing: int) -> str:
@@ -312,23 +303,23 @@ def _first_epoch_lines(result: FirstEpoch, confidence: float) -> list[str]:
         "paired on seed (the same seed gives both inits the same data order), exact sign-flip permutation test, "
         f"Holm across optimizers, alpha = {stats.alpha_of(confidence):g} (the decision rule of Methods):",
         "",
-        f"- **Pooled over optimizers** (pairs of the same optimizer and seed): "
-        f"{stats.describe(result.pooled, mde=result.pooled_mde)}.",
+        f"- **Pooled over optimizers** (each seed's difference averaged over the optimizers): "
+        f"{comparison_text(result.pooled, mde=result.pooled_mde)}.",
         "",
     ]
     shown = pd.DataFrame(
         {
             "optimizer": per["optimizer"],
             f"{weak} (epoch-1 val. acc.)": [
-                f"{_percent(m)} ({_runs_phrase(n, k)})"
+                f"{percent(m, 2)} ({_runs_phrase(n, k)})"
                 for m, n, k in zip(per["weak_mean"], per["weak_runs"], per["weak_without_epoch1"])
             ],
             f"{strong} (epoch-1 val. acc.)": [
-                f"{_percent(m)} ({_runs_phrase(n, k)})"
+                f"{percent(m, 2)} ({_runs_phrase(n, k)})"
                 for m, n, k in zip(per["strong_mean"], per["strong_runs"], per["strong_without_epoch1"])
             ],
             f"{weak} − {strong} (Holm across optimizers)": [
-                stats.describe(c, mde=mde) for c, mde in zip(per["comparison"], per["mde"])
+                comparison_text(c, mde=mde) for c, mde in zip(per["comparison"], per["mde"])
             ],
             f"{weak} in epoch 1": per["verdict"],
         }
@@ -345,9 +336,9 @@ def _first_epoch_lines(result: FirstEpoch, confidence: float) -> list[str]:
     else:
         headline = f"Pooled over optimizers, no epoch-1 difference between {weak} and {strong} was detected"
         if "cannot reach" in pooled.reason:
-            headline += f": with {pooled.n} seed pairs no difference, however large, can reach significance."
-        elif result.pooled_mde is not None and math.isfinite(result.pooled_mde):
-            headline += f" (MDE {100 * result.pooled_mde:.2f} pp)."
+            headline += f": with {pooled.n_units} seeds no difference, however large, can reach significance."
+        elif result.pooled_mde is not None and result.pooled_mde.value is not None:
+            headline += f" (MDE {100 * result.pooled_mde.value:.2f} pp)."
         else:
             headline += "."
     known = per[per["weak_mean"].notna() & per["strong_mean"].notna()]
@@ -357,7 +348,7 @@ def _first_epoch_lines(result: FirstEpoch, confidence: float) -> list[str]:
     )
     tested = per[per["verdict"] != "untestable"]
     if tested.empty:
-        headline += " No optimizer has two complete seed pairs, so none is tested on its own."
+        headline += " No optimizer has two complete seeds, so none is tested on its own."
     else:
         slower = tested.loc[tested["verdict"] == "slower", "optimizer"].tolist()
         faster = tested.loc[tested["verdict"] == "faster", "optimizer"].tolist()
@@ -369,7 +360,7 @@ def _first_epoch_lines(result: FirstEpoch, confidence: float) -> list[str]:
         )
         untested = per.loc[per["verdict"] == "untestable", "optimizer"].tolist()
         if untested:
-            headline += f" Untestable (fewer than two complete seed pairs): {', '.join(untested)}."
+            headline += f" Untestable (fewer than two complete seeds): {', '.join(untested)}."
     return lines + [headline]
 
 

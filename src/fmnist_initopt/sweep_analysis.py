@@ -7,7 +7,7 @@ swept range is flagged, with the range to sweep next: the optimum may lie beyond
 
 Every comparison uses the one decision rule of `stats`: the best lr against the default lr is paired
 on seed (the sweep trains every lr at the same seeds), Holm across the pairs; the combinations at
-their best lr are compared with `stats.best_set`.
+their best lr are compared with the best set (`best.best_set`: the max-statistic test within seeds).
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from fmnist_initopt import stats
+from fmnist_initopt.best import best_set
+from fmnist_initopt.findings_comparisons import comparison_text
 from fmnist_initopt.signal_analysis import number_or_nan
+from fmnist_initopt.wording import percent
 
 POINT_COLUMNS = ["init", "optimizer", "lr", "seed", "status", "val_accuracy", "test_accuracy"]
 SUMMARY_COLUMNS = [
@@ -285,10 +288,15 @@ def best_vs_default(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float
         def by_seed(lr, runs=runs):
             return runs[np.isclose(runs["lr"], lr)].groupby("seed")["test_accuracy"].mean()
 
-        best, default = by_seed(row["best_lr"]), by_seed(row["default_lr"])
-        seeds = best.index.union(default.index)
-        label = f"{row['combination']}: lr {row['best_lr']:g} - {row['default_lr']:g}"
-        out.append(stats.paired_difference(best.reindex(seeds), default.reindex(seeds), confidence, label=label))
+        at_best, at_default = by_seed(row["best_lr"]), by_seed(row["default_lr"])
+        seeds = at_best.index.union(at_default.index)
+        out.append(
+            stats.paired_difference(
+                at_best.reindex(seeds), at_default.reindex(seeds), confidence,
+                factor="lr", level=row["best_lr"], reference=row["default_lr"],
+                scope={"init": row["init"], "optimizer": row["optimizer"]},
+            )
+        )  # fmt: skip
         tested.append(len(out) - 1)
     adjusted = stats.holm([out[i] for i in tested], confidence)
     for i, comparison in zip(tested, adjusted):
@@ -296,12 +304,8 @@ def best_vs_default(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float
     return out
 
 
-def _percent(value: float) -> str:
-    return "n/a" if pd.isna(value) else f"{100 * value:.2f}%"
-
-
 def _with_spread(mean: float, std: float) -> str:
-    return _percent(mean) if pd.isna(std) else f"{_percent(mean)} ± {100 * std:.2f}"
+    return percent(mean, 2) if pd.isna(std) else f"{percent(mean, 2)} ± {100 * std:.2f}"
 
 
 def _rank(value) -> str:
@@ -315,14 +319,13 @@ def _best_set_lines(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float
         return []
     keys = pd.MultiIndex.from_arrays([chosen["init"], chosen["optimizer"], chosen["best_lr"]])
     at_best = table[pd.MultiIndex.from_frame(table[["init", "optimizer", "lr"]]).isin(keys)]
-    found = stats.best_set(
-        at_best, "val_accuracy", "test_accuracy", ["init", "optimizer"], confidence, paired_on=("seed",)
-    )
+    found = best_set(at_best, "val_accuracy", "test_accuracy", ["init", "optimizer"], confidence, paired_on=("seed",))
     members = found.members[found.members["in_set"]]
     names = [f"{m.init} + {m.optimizer}" for m in members.itertuples()]
     line = (
         f"Each at its best lr, the combinations not distinguishable from the best on validation accuracy "
-        f"(paired on seed, Holm): {', '.join(names)} ({len(names)} of {len(found.members)})."
+        f"(max-statistic test within seeds over all of them): {', '.join(names)} ({len(names)} of "
+        f"{len(found.members)})."
     )
     if found.status != "ok":
         line += f" {found.status[0].upper()}{found.status[1:]}."
@@ -382,7 +385,7 @@ def sweep_section(
             "rank at default": ranked["default_rank"].map(_rank),
             "best lr (by validation)": ranked["best_lr"].map(lambda v: "all diverged" if pd.isna(v) else f"{v:g}"),
             "optimum bracketed?": [edge_text(row) for row in ranked.to_dict("records")],
-            "val. acc. at best lr": ranked["best_val_mean"].map(_percent),
+            "val. acc. at best lr": ranked["best_val_mean"].map(lambda value: percent(value, 2)),
             "test acc. at best lr": [
                 _with_spread(m, s) for m, s in zip(ranked["best_test_mean"], ranked["best_test_std"])
             ],
@@ -436,7 +439,7 @@ def sweep_section(
     )
     lines.append("")
     for combination, comparison in zip(ranked["combination"], comparisons):
-        text = comparison if isinstance(comparison, str) else stats.describe(comparison)
+        text = comparison if isinstance(comparison, str) else comparison_text(comparison)
         lines.append(f"- {combination}: {text}")
     tested = [c for c in comparisons if isinstance(c, stats.Comparison)]
     better = [c for c in tested if c.verdict == "different" and c.estimate > 0]

@@ -6,13 +6,21 @@ localrules:
 rule signal_report:
     input:
         metrics=run_metrics(),
-        code=package_code("signal_analysis", "diagnostic_figures", "stats", "aggregate"),
+        code=package_code(
+            "signal_analysis",
+            "sweep_analysis",
+            "diagnostic_figures",
+            "findings_comparisons",
+            "wording",
+            "aggregate",
+            *STATISTICS_CODE,
+        ),
     output:
         at_init=report_figure("signal_at_init", "diagnostics"),
         over_epochs=report_figure("signal_grad_norms", "diagnostics"),
         section=SIGNAL_SECTION,
     log:
-        "results/logs/signal_report.log",
+        log_path("signal_report"),
     conda:
         CONDA_ENV
     params:
@@ -32,6 +40,7 @@ use rule train as train_sweep with:
     params:
         spec=sweep_spec_of,
         checkpoint=checkpoint_of,
+        data_root=DATA_ROOT,
 
 
 rule lr_sweep_report:
@@ -41,14 +50,16 @@ rule lr_sweep_report:
             "sweep_analysis",
             "signal_analysis",
             "diagnostic_figures",
-            "stats",
+            "findings_comparisons",
+            "wording",
             "aggregate",
+            *STATISTICS_CODE,
         ),
     output:
         figure=report_figure("lr_sweep", "sweep"),
         section=LR_SWEEP_SECTION,
     log:
-        "results/logs/lr_sweep_report.log",
+        log_path("lr_sweep_report"),
     conda:
         CONDA_ENV
     params:

@@ -12,7 +12,7 @@ localrules:
 rule aggregate:
     input:
         metrics=run_metrics(),
-        code=package_code("aggregate", "stats"),
+        code=package_code("aggregate", *STATISTICS_CODE),
     output:
         summary=report(
             SUMMARY_CSV,
@@ -25,7 +25,7 @@ rule aggregate:
             category=REPORT_CATEGORIES["tables"],
         ),
     log:
-        "results/logs/aggregate.log",
+        log_path("aggregate"),
     conda:
         CONDA_ENV
     params:
@@ -39,11 +39,11 @@ rule figures:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
         combinations=COMBINATIONS_CSV,
-        code=package_code("figures", "aggregate", "stats"),
+        code=package_code("figures", "aggregate", *STATISTICS_CODE),
     output:
         **{name: report_figure(name, "figures") for name in SUMMARY_FIGURES},
     log:
-        "results/logs/figures.log",
+        log_path("figures"),
     conda:
         CONDA_ENV
     params:
@@ -56,7 +56,22 @@ rule findings:
     input:
         metrics=run_metrics(),
         summary=SUMMARY_CSV,
-        code=package_code("findings", "aggregate", "stats"),
+        code=package_code(
+            "findings",
+            "findings_answer",
+            "findings_best",
+            "findings_comparisons",
+            "findings_conditions",
+            "findings_cost",
+            "findings_generalization",
+            "findings_methods",
+            "findings_problems",
+            "findings_sensitivity",
+            "findings_speed",
+            "wording",
+            "aggregate",
+            *STATISTICS_CODE,
+        ),
         step_costs=STEP_COST_CSV,
         figures=[figure_path(name) for name in findings_figures()],
         sections=diagnostic_sections(),
@@ -64,7 +79,7 @@ rule findings:
         # In the HTML report as findings.html (the report shows Markdown only as a download).
         findings=FINDINGS_MD,
     log:
-        "results/logs/findings.log",
+        log_path("findings"),
     conda:
         CONDA_ENV
     params:
@@ -93,7 +108,7 @@ rule findings_html:
             category=REPORT_CATEGORIES["findings"],
         ),
     log:
-        "results/logs/findings_html.log",
+        log_path("findings_html"),
     conda:
         CONDA_ENV
     script:

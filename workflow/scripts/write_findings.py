@@ -1,14 +1,13 @@
-"""Snakemake entry: write results/findings.md from the per-run table, the metrics and the figures."""
+"""Snakemake entry: write the study's findings.md from the per-run table, the metrics and the figures."""
 
 from pathlib import Path
 
 from fmnist_initopt.aggregate import load_metrics, read_csv
 from fmnist_initopt.atomic import atomic_write_text
 from fmnist_initopt.findings import findings_markdown
-from fmnist_initopt.logs import log_to
+from fmnist_initopt.logs import logged
 
-log = log_to(snakemake.log[0])
-try:
+with logged(snakemake.log[0], "writing the findings failed") as log:
     inputs, params = snakemake.input, snakemake.params
     # The isolated per-step cost table, when the workflow measures it; without it the report ranks no cost.
     step_costs = inputs.get("step_costs")
@@ -25,6 +24,3 @@ try:
     )
     atomic_write_text(snakemake.output.findings, text)
     log.info("wrote %s", snakemake.output.findings)
-except Exception:
-    log.exception("writing the findings failed")
-    raise
