@@ -34,13 +34,13 @@ def edit_config(study, change):
 
 
 # Rules that read no run: the data's, and the isolated step cost (redone when the grid's definitions change).
-NOT_ANALYSIS = ("all", "prepare_data", "step_cost", "lr_sweep_report", "depth_report")
+NOT_ANALYSIS = ("all", "prepare_data", "step_cost", "lr_sweep_report", "depth_report", "export_mlflow")
 
 
 def analysis_rules(study):
     """Every rule that only reads finished grid runs: all rules but the data, training, step-cost and
-    target rules, the learning-rate sweep's report (the sweep is off in these studies) and the depth report
-    (these studies train one depth)."""
+    target rules, the learning-rate sweep's report (the sweep is off in these studies), the depth report
+    (these studies train one depth) and the MLflow export (asked for by name, never part of `all`)."""
     listed = study.snakemake("--list-rules").stdout.split()
     return {rule for rule in listed if rule not in NOT_ANALYSIS and not rule.startswith("train")}
 
