@@ -226,4 +226,9 @@ def test_the_five_lines_of_a_generated_study():
     lines = [line for line in answer(report(runs)).split("### Evidence")[0].splitlines() if line.startswith("- ")]
     assert len(lines) == 5
     assert lines[0].startswith("- **Which init?** **xavier**: better than he (by ")
+    # the estimate with the interval of its test (which excludes 0), never "or more": the estimate is no bound
+    gap = re.search(r"\(by ([0-9.]+) pp \[([0-9.]+), ([0-9.]+)\], p = ", lines[0])
+    assert gap is not None, lines[0]
+    estimate, low, high = map(float, gap.groups())
+    assert 0 < low <= estimate <= high
     assert lines[4].startswith("- **What could it detect?** An init effect of ")

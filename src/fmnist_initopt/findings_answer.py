@@ -8,6 +8,7 @@ every sentence reads the comparison records' fields.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -79,9 +80,7 @@ def init_line(answers: Answers, frame: pd.DataFrame) -> str:
     best = level_text(found.pooled.reference)
     better = [c for c in tested if c.verdict == "different"]
     if better:
-        nearest = max(better, key=lambda c: c.estimate)  # the smallest detected gap
-        text = f"{head} **{best}**: better than {listing(level_text(c.level) for c in better)}"
-        text += f" (by {percent_points(-nearest.estimate)} or more, {p_is(nearest.p_adjusted, nearest.alpha)})"
+        text = f"{head} **{best}**: better than {listing(level_text(c.level) for c in better)} {_gap(better)}"
         rest = [c for c in tested if c.verdict != "different"]
         text += f"; not told apart from {listing(level_text(c.level) for c in rest)}" if rest else ""
         return f"{text}{_untestable_note(found)}."
@@ -113,15 +112,25 @@ def optimizer_line(answers: Answers, frame: pd.DataFrame) -> str:
     best = level_text(found.pooled.reference)
     better = [c for c in tested if c.verdict == "different"]
     if better:
-        nearest = max(better, key=lambda c: c.estimate)
         rest = [c for c in tested if c.verdict != "different"]
         return (
-            f"{head} **{best}** is better than {listing(level_text(c.level) for c in better)} (by "
-            f"{percent_points(-nearest.estimate)} or more, {p_is(nearest.p_adjusted, nearest.alpha)})"
+            f"{head} **{best}** is better than {listing(level_text(c.level) for c in better)} {_gap(better)}"
             + (f"; {listing(level_text(c.level) for c in rest)} not told apart from it" if rest else "")
             + f"{_untestable_note(found)}."
         )
     return f"{head} None told apart: {_widest_gap(tested, best, 'optimizers')}{_untestable_note(found)}."
+
+
+def _gap(better: list[stats.Comparison]) -> str:
+    """The smallest detected gap to the best with its interval (the best minus the other level) and its p;
+    with several levels beaten, the nearest one's, named as such."""
+    nearest = max(better, key=lambda c: c.estimate)
+    low, high = -nearest.ci_high, -nearest.ci_low
+    interval = (
+        f" [{number(low * 100, 2)}, {number(high * 100, 2)}]" if math.isfinite(low) and math.isfinite(high) else ""
+    )
+    which = f"{level_text(nearest.level)} by " if len(better) > 1 else "by "
+    return f"({which}{percent_points(-nearest.estimate)}{interval}, {p_is(nearest.p_adjusted, nearest.alpha)})"
 
 
 def _untestable_note(found: FactorEvidence) -> str:
