@@ -128,3 +128,11 @@ def test_boolean_and_other_settings_tell_sgd_from_nesterov():
     assert sgd.split("|")[3].strip() != nesterov.split("|")[3].strip()
     adam = next(line for line in table.splitlines() if "| adam " in line)
     assert "amsgrad=true" in adam and "maximize=false" in adam and "capturable=false" in adam
+
+
+def test_the_methods_count_threads_in_the_singular_when_every_run_had_one():
+    runs = gap_study(0.0, seeds=2)
+    assert "with 2 threads on host testhost" in section(report(runs), "Methods")
+    for run in runs:
+        run["environment"]["threads"] = 1
+    assert "with 1 thread on host testhost" in section(report(runs), "Methods")

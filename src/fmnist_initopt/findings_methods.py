@@ -62,9 +62,10 @@ def statistics_text(all_metrics: list[dict], target_accuracy: float, confidence:
 def environment_text(all_metrics: list[dict], frame: pd.DataFrame) -> str:
     env = [m["environment"] for m in all_metrics]
     epoch_seconds = [s for m in all_metrics for s in m["history"]["epoch_seconds"]]
+    threads = one_or_all(e["threads"] for e in env)
     text = (
         f"Runs used {one_or_all(device_of(e) for e in env)} in {one_or_all(m.get('precision', 'fp32') for m in all_metrics)} "
-        f"with {one_or_all(e['threads'] for e in env)} threads on host {one_or_all(e['host'] for e in env)}; "
+        f"with {threads} thread{'' if threads == '1' else 's'} on host {one_or_all(e['host'] for e in env)}; "
         f"Python {one_or_all(e['python'] for e in env)}, PyTorch {one_or_all(e['torch'] for e in env)}, "
         f"torchvision {one_or_all(e['torchvision'] for e in env)}, Snakemake {one_or_all(e['snakemake'] for e in env)}; "
         f"code at git commit {one_or_all(e['git_commit'] or 'unknown' for e in env)}."
