@@ -152,7 +152,7 @@ def _records(
             estimate, p = float(means[j] - means[r]), float(test.p[level])
             sizes = test.sizes
             floor = maxstat.smallest_p(len(d), sizes, n_resamples)
-            reason = f"{len(d)} seeds cannot reach p <= {alpha:g}: the smallest possible p is {floor:.2g}"
+            reason = f"{len(d)} seeds cannot reach p <= {alpha:.3g}: the smallest possible p is {floor:.2g}"
             reason = reason if floor > alpha else ""
             c = Comparison(
                 factor,

@@ -52,7 +52,7 @@ class DetectableEffect:
 def mde_in_sd(n_units: int, alpha: float, power: float = POWER) -> tuple[float | None, str]:
     """(MDE in units of the seed-level sd, method) of the two-sided sign-flip test; (None, why) if unreachable."""
     if n_units < 2 or smallest_p(n_units) > alpha:
-        return None, f"{n_units} units cannot reach p <= {alpha:g} (smallest possible p {smallest_p(n_units):.2g})"
+        return None, f"{n_units} units cannot reach p <= {alpha:.3g} (smallest possible p {smallest_p(n_units):.2g})"
     if n_units > exact_units():
         effect = TTestPower().solve_power(effect_size=None, nobs=n_units, alpha=alpha, power=power)
         return abs(float(np.squeeze(effect))), (

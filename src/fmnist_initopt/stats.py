@@ -193,7 +193,9 @@ def cannot_reach(n_units: int, alpha: float, n_resamples: int = N_RESAMPLES, uni
     floor = smallest_p(n_units, n_resamples)
     if floor <= alpha:
         return ""
-    return f"{n_units} {unit}{'s' * (n_units != 1)} cannot reach p <= {alpha:g}: the smallest possible p is {floor:.2g}"
+    return (
+        f"{n_units} {unit}{'s' * (n_units != 1)} cannot reach p <= {alpha:.3g}: the smallest possible p is {floor:.2g}"
+    )
 
 
 def paired_difference(
