@@ -207,7 +207,7 @@ def test_the_answer_opens_with_five_short_lines_one_per_question():
 
 def test_a_real_one_point_xavier_effect_is_found_with_the_right_sign():
     text = findings(generated_study(xavier_effect=0.01))
-    assert line(text, "**Which init?**").startswith("**Which init?** **xavier**: better than he (by ")
+    assert line(text, "**Which init?**").startswith("**Which init?** **xavier** is better than he (by ")
     init = evidence(text, "**Which init?**")
     assert "**xavier** had the highest mean final test accuracy and is better than **he**" in init
     estimate = float(re.search(r"he − xavier: ([-+]\d+\.\d+) pp", init).group(1))

@@ -56,7 +56,7 @@ def test_five_thousand_runs_are_analysed_end_to_end_in_seconds():
     lines = answer_lines(text)
     assert len(lines) == 5
     # the init effect is 0.2 pp per step of the generator: normal leads, the others are detected behind it
-    assert lines[0].startswith("- **Which init?** **normal**: better than he, xavier, orthogonal and uniform")
+    assert lines[0].startswith("- **Which init?** **normal** is better than he, xavier, orthogonal and uniform")
     assert f"({SEEDS} seeds)" in lines[4] or f"{SEEDS} seeds" in lines[4]
     diverged = sum(run["status"] == "diverged" for run in runs)
     assert len(re.findall(r"\*\*\w+_\w+_seed\d+ diverged\*\*", text)) == diverged

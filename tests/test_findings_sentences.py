@@ -225,7 +225,7 @@ def test_the_five_lines_of_a_generated_study():
                 runs.append(fake_metrics(init, optimizer, seed, [0.85, final], test_accuracy=final))
     lines = [line for line in answer(report(runs)).split("### Evidence")[0].splitlines() if line.startswith("- ")]
     assert len(lines) == 5
-    assert lines[0].startswith("- **Which init?** **xavier**: better than he (by ")
+    assert lines[0].startswith("- **Which init?** **xavier** is better than he (by ")
     # the estimate with the interval of its test (which excludes 0), never "or more": the estimate is no bound
     gap = re.search(r"\(by ([0-9.]+) pp \[([0-9.]+), ([0-9.]+)\], p = ", lines[0])
     assert gap is not None, lines[0]

@@ -70,21 +70,26 @@ def _why_untestable(found: FactorEvidence, kind: str, frame: pd.DataFrame) -> st
 
 
 def init_line(answers: Answers, frame: pd.DataFrame) -> str:
-    head = "**Which init?**"
-    found = answers.init
+    return _factor_line("**Which init?**", answers.init, "init", frame)
+
+
+def _factor_line(head: str, found: FactorEvidence | None, kind: str, frame: pd.DataFrame) -> str:
+    """The answer for one factor (init or optimizer): the best level and the levels it is better than."""
     if found is None:
-        return f"{head} Untestable: only one init ({frame['init'].iloc[0]}) was trained."
+        return f"{head} Untestable: only one {kind} ({frame[kind].iloc[0]}) was trained."
     tested = _tested(found)
     if not tested:
-        return f"{head} Untestable: {_why_untestable(found, 'init', frame)}."
+        return f"{head} Untestable: {_why_untestable(found, kind, frame)}."
     best = level_text(found.pooled.reference)
     better = [c for c in tested if c.verdict == "different"]
-    if better:
-        text = f"{head} **{best}**: better than {listing(level_text(c.level) for c in better)} {_gap(better)}"
-        rest = [c for c in tested if c.verdict != "different"]
-        text += f"; not told apart from {listing(level_text(c.level) for c in rest)}" if rest else ""
-        return f"{text}{_untestable_note(found)}."
-    return f"{head} No difference detected: {_widest_gap(tested, best, 'inits')}{_untestable_note(found)}."
+    if not better:
+        return f"{head} No difference detected: {_widest_gap(tested, best, kind + 's')}{_untestable_note(found)}."
+    rest = [c for c in tested if c.verdict != "different"]
+    return (
+        f"{head} **{best}** is better than {listing(level_text(c.level) for c in better)} {_gap(better)}"
+        + (f"; not told apart from {listing(level_text(c.level) for c in rest)}" if rest else "")
+        + f"{_untestable_note(found)}."
+    )
 
 
 def interaction_line(answers: Answers, frame: pd.DataFrame) -> str:
@@ -102,23 +107,7 @@ def interaction_line(answers: Answers, frame: pd.DataFrame) -> str:
 
 
 def optimizer_line(answers: Answers, frame: pd.DataFrame) -> str:
-    head = "**Which optimizers differ?**"
-    found = answers.optimizer
-    if found is None:
-        return f"{head} Untestable: only one optimizer ({frame['optimizer'].iloc[0]}) was trained."
-    tested = _tested(found)
-    if not tested:
-        return f"{head} Untestable: {_why_untestable(found, 'optimizer', frame)}."
-    best = level_text(found.pooled.reference)
-    better = [c for c in tested if c.verdict == "different"]
-    if better:
-        rest = [c for c in tested if c.verdict != "different"]
-        return (
-            f"{head} **{best}** is better than {listing(level_text(c.level) for c in better)} {_gap(better)}"
-            + (f"; {listing(level_text(c.level) for c in rest)} not told apart from it" if rest else "")
-            + f"{_untestable_note(found)}."
-        )
-    return f"{head} None told apart: {_widest_gap(tested, best, 'optimizers')}{_untestable_note(found)}."
+    return _factor_line("**Which optimizers differ?**", answers.optimizer, "optimizer", frame)
 
 
 def _gap(better: list[stats.Comparison]) -> str:
