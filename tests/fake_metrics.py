@@ -21,6 +21,16 @@ DATA_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images
 LAYERS = [("conv1", [32, 1, 3, 3]), ("conv2", [64, 32, 3, 3]), ("fc1", [128, 3136]), ("fc2", [10, 128])]
 
 
+# The five questions findings.md opens with, one line each, in this order.
+ANSWER_QUESTIONS = (
+    "**Which init?**",
+    "**Does it depend on the optimizer?**",
+    "**Which optimizers differ?**",
+    "**Best set:**",
+    "**What could it detect?**",
+)
+
+
 def _weight_stats(init: str, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     stats = []

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
+from fake_metrics import ANSWER_QUESTIONS as QUESTIONS
 from fake_metrics import fake_metrics, write_metrics
 from scipy import stats as scipy_stats
 
@@ -77,15 +78,6 @@ def findings(runs, target=TARGET, step_costs=None, tmp_path=None) -> str:
 
 def section(text: str, heading: str) -> str:
     return text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
-
-
-QUESTIONS = (
-    "**Which init?**",
-    "**Does it depend on the optimizer?**",
-    "**Which optimizers differ?**",
-    "**Best set:**",
-    "**What could it detect?**",
-)
 
 
 def opening(text: str) -> list[str]:

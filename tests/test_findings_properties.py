@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fake_metrics import ANSWER_QUESTIONS as QUESTIONS
 from fake_metrics import fake_metrics, write_metrics
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -23,13 +24,6 @@ from fmnist_initopt.aggregate import combine, load_metrics, read_csv, summarize_
 from fmnist_initopt.findings import findings_markdown
 
 CONFIDENCE = 0.95
-QUESTIONS = (
-    "**Which init?**",
-    "**Does it depend on the optimizer?**",
-    "**Which optimizers differ?**",
-    "**Best set:**",
-    "**What could it detect?**",
-)
 SUMMARY_FIGURES = ("learning_curves", "accuracy_and_time", "epochs_to_target", "init_weights")
 
 
