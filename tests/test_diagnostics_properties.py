@@ -13,7 +13,7 @@ from fake_metrics import fake_metrics
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from fmnist_initopt import diagnostic_figures, signal_analysis, sweep_analysis
+from fmnist_initopt import diagnostic_figures, signal_findings, sweep_findings
 
 INITS = ("he", "xavier", "orthogonal")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -82,7 +82,7 @@ def test_the_signal_section_and_figures_survive_any_grid(runs):
 
 
 def check_signal(runs, tmp_path):
-    section = signal_analysis.signal_section(runs, 0.95)
+    section = signal_findings.signal_section(runs, 0.95)
     diagnostic_figures.signal_at_init_figure(runs, tmp_path / "at_init.png")
     diagnostic_figures.grad_norm_over_epochs_figure(runs, tmp_path / "over_epochs.png")
     assert_png(tmp_path / "at_init.png")
@@ -165,7 +165,7 @@ def test_the_sweep_section_and_figure_survive_any_sweep(runs):
 
 
 def check_sweep(runs, tmp_path):
-    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    section = sweep_findings.sweep_section(runs, DEFAULT_LRS, "holdout")
     diagnostic_figures.lr_sweep_figure(runs, DEFAULT_LRS, tmp_path / "lr_sweep.png")
     assert_png(tmp_path / "lr_sweep.png")
 

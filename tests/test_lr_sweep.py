@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 from fake_metrics import fake_metrics
 
-from fmnist_initopt import diagnostic_figures, signal_analysis, sweep_analysis
+from fmnist_initopt import diagnostic_figures, signal_analysis, signal_findings, sweep_analysis, sweep_findings
 from fmnist_initopt import study as lr_sweep
 
 DEFAULT_LRS = {"sgd": 0.01, "adam": 0.001}
@@ -67,11 +67,11 @@ def test_the_ranking_at_default_and_best_lrs_and_whether_it_changed(retuned_test
     ranked = sweep_analysis.rankings(sweep_analysis.sweep_table(runs), DEFAULT_LRS)
     assert sweep_analysis.ranking_changed(ranked) is changed
     assert ranked.set_index("combination").loc["xavier + adam", "best_lr"] == 0.0001
-    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    section = sweep_findings.sweep_section(runs, DEFAULT_LRS, "holdout")
     assert ("ranking changed" in section) is changed
     assert ("did not change" in section) is not changed
     assert "Caveat" not in section
-    assert "Caveat" in sweep_analysis.sweep_section(runs, DEFAULT_LRS, "test")
+    assert "Caveat" in sweep_findings.sweep_section(runs, DEFAULT_LRS, "test")
 
 
 def ladder_runs(best_lr, lrs=(0.003, 0.01, 0.03), seeds=(1,), optimizer="sgd", init="he"):
@@ -101,14 +101,14 @@ def test_a_best_lr_at_the_edge_is_flagged_with_the_range_to_sweep_next(best_lr, 
     runs = ladder_runs(best_lr)
     best = sweep_analysis.best_learning_rates(sweep_analysis.sweep_table(runs))
     assert best.loc[0, "best_lr"] == best_lr
-    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    section = sweep_findings.sweep_section(runs, DEFAULT_LRS, "holdout")
     assert cell in section
     assert f"try `lr_sweep.learning_rates.sgd: {suggested}`" in section
     assert "the best learning rate of 1 of 1 pairs is not inside its swept range" in section
 
 
 def test_a_best_lr_inside_the_range_is_bracketed():
-    section = sweep_analysis.sweep_section(ladder_runs(0.01), DEFAULT_LRS, "holdout")
+    section = sweep_findings.sweep_section(ladder_runs(0.01), DEFAULT_LRS, "holdout")
     assert "| yes " in section
     assert "each optimum is bracketed" in section and "try `" not in section
 
@@ -128,7 +128,7 @@ def test_the_next_range_continues_the_sweeps_spacing_in_round_numbers(swept, sid
 
 def test_an_optimizer_whose_every_lr_diverged_is_told_to_go_lower():
     runs = [run("he", "sgd", lr, 1, 0.0, 0.0, status="diverged") for lr in (0.1, 1.0)]
-    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    section = sweep_findings.sweep_section(runs, DEFAULT_LRS, "holdout")
     assert "no: every swept lr lost a seed to divergence" in section
     assert "try `lr_sweep.learning_rates.sgd: [0.001, 0.01, 0.1, 1]`" in section
     assert "2 runs, 2 diverged (he + sgd at lr 0.1: 1, he + sgd at lr 1: 1)" in section
@@ -137,12 +137,12 @@ def test_an_optimizer_whose_every_lr_diverged_is_told_to_go_lower():
 def test_best_against_default_is_a_paired_test_on_seed_with_holm():
     # six seeds, test accuracy 5 pp higher at the best lr in every seed: exact p = 2 / 64
     runs = ladder_runs(0.03, seeds=range(1, 7))
-    section = sweep_analysis.sweep_section(runs, DEFAULT_LRS, "holdout")
+    section = sweep_findings.sweep_section(runs, DEFAULT_LRS, "holdout")
     line = next(line for line in section.splitlines() if line.startswith("- he + sgd: "))
     assert line == "- he + sgd: +5.00 pp [5.00, 5.00], p = 0.031: different"  # a family of one: nothing to adjust
     assert "significantly for 1 of 1 retuned pairs (1 better, 0 worse)" in section
     assert "larger seed standard deviation" not in section  # the old ad-hoc rule is gone
-    one_seed = sweep_analysis.sweep_section(ladder_runs(0.03), DEFAULT_LRS, "holdout")
+    one_seed = sweep_findings.sweep_section(ladder_runs(0.03), DEFAULT_LRS, "holdout")
     assert "- he + sgd: +5.00 pp, untestable: only one seed" in one_seed
 
 
@@ -168,7 +168,7 @@ def test_the_signal_section_names_the_weaker_init_and_its_first_epoch():
     comparison = signal_analysis.first_epoch_comparison(runs, "xavier", "he", 0.95)
     assert list(comparison.per_optimizer["verdict"]) == ["slower", "slower"]
     assert comparison.pooled.verdict == "different" and comparison.pooled.estimate == pytest.approx(-0.2)
-    section = signal_analysis.signal_section(runs, 0.95)
+    section = signal_findings.signal_section(runs, 0.95)
     assert "**xavier** sends the weaker signal" in section
     assert "xavier was significantly slower than he in the first epoch (-20.00 pp)" in section
     assert "significantly slower with 2 (sgd, adam)" in section
@@ -185,7 +185,7 @@ def test_three_seeds_cannot_call_a_first_epoch_difference_significant():
     ]
     comparison = signal_analysis.first_epoch_comparison(runs, "xavier", "he", 0.95)
     assert comparison.pooled.p == pytest.approx(0.25) and comparison.pooled.unit == "seed"
-    section = signal_analysis.signal_section(runs, 0.95)
+    section = signal_findings.signal_section(runs, 0.95)
     assert "with 3 seeds no difference, however large, can reach significance" in section
 
 
@@ -196,7 +196,7 @@ def test_an_optimizer_that_diverged_in_epoch_1_in_every_run_leaves_the_signal_se
         for init in ("he", "xavier")
         for seed in (1, 2)
     ] + [fake_metrics(init, "adam", seed, [0.8 + 0.01 * seed]) for init in ("he", "xavier") for seed in (1, 2)]
-    section = signal_analysis.signal_section(runs, 0.95)
+    section = signal_findings.signal_section(runs, 0.95)
     assert "4 of 8 runs never finished epoch 1 (4 diverged)" in section
     for init in ("he", "xavier"):
         assert f"{init}_sgd_seed1" in section and f"{init}_sgd_seed2" in section
@@ -290,6 +290,6 @@ def test_a_null_logits_std_leaves_that_init_unmeasured_not_the_section_broken():
     # the schema records a non-finite value as null
     runs = [fake_metrics(init, "adam", 1, [0.8]) for init in ("he", "xavier")]
     runs[1]["diagnostics"]["activation_std"]["fc2"] = [None, None]
-    section = signal_analysis.signal_section(runs, 0.95)
+    section = signal_findings.signal_section(runs, 0.95)
     assert "Only 1 init with a measured output signal (he)" in section
     assert "to n/a at fc2" in section

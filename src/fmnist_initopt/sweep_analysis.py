@@ -1,4 +1,5 @@
-"""Learning-rate sweep analysis: pure functions of metrics.json dictionaries.
+"""Learning-rate sweep analysis: the tables, best lrs and tests, pure functions of metrics.json dictionaries;
+`sweep_findings` writes them as the findings' section.
 
 The best learning rate of an (init, optimizer) pair is chosen on the mean over seeds of the final
 validation accuracy, and only among learning rates at which no seed diverged. The test accuracy is
@@ -19,10 +20,8 @@ import numpy as np
 import pandas as pd
 
 from fmnist_initopt import stats
-from fmnist_initopt.best import best_set
-from fmnist_initopt.findings_comparisons import comparison_text
+from fmnist_initopt.best import BestSet, best_set
 from fmnist_initopt.signal_analysis import number_or_nan
-from fmnist_initopt.wording import percent
 
 POINT_COLUMNS = ["init", "optimizer", "lr", "seed", "status", "val_accuracy", "test_accuracy"]
 SUMMARY_COLUMNS = [
@@ -188,25 +187,6 @@ def next_ranges(best: pd.DataFrame) -> dict[str, list[float]]:
     return out
 
 
-def _lrs_text(lrs) -> str:
-    return "[" + ", ".join(f"{lr:g}" for lr in lrs) + "]"
-
-
-def suggestion_text(optimizer: str, lrs: list[float]) -> str:
-    return f"try `lr_sweep.learning_rates.{optimizer}: {_lrs_text(lrs)}`"
-
-
-def edge_text(row) -> str:
-    """The table cell that says whether the pair's optimum was bracketed."""
-    if row["edge"] == INSIDE:
-        return "yes"
-    if row["edge"] == ALL_DIVERGED:
-        return "no: every swept lr lost a seed to divergence"
-    if row["edge"] == ONLY_ONE:
-        return f"no: only one lr swept ({row['best_lr']:g})"
-    return f"no: best at the edge ({row['best_lr']:g}, the {row['edge']} swept)"
-
-
 def rankings(table: pd.DataFrame, default_lrs: dict[str, float]) -> pd.DataFrame:
     """Each (init, optimizer) at its default lr and at its best lr, ranked by mean test accuracy
     (1 = best) both times. Both sides use the sweep's seeds; a default lr that was not swept has no rank."""
@@ -257,10 +237,11 @@ def rankings(table: pd.DataFrame, default_lrs: dict[str, float]) -> pd.DataFrame
 
 
 def ranking_changed(ranked: pd.DataFrame) -> bool:
-    return bool(_moved(ranked).any())
+    return bool(rank_moved(ranked).any())
 
 
-def _moved(ranked: pd.DataFrame) -> pd.Series:
+def rank_moved(ranked: pd.DataFrame) -> pd.Series:
+    """Per ranked row: whether its rank at the best lr differs from its rank at the default lr."""
     # a rank that exists on one side only (all diverged, default not swept) is no evidence of a move
     return (ranked["default_rank"] != ranked["best_rank"]).fillna(False).astype(bool)
 
@@ -304,152 +285,12 @@ def best_vs_default(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float
     return out
 
 
-def _with_spread(mean: float, std: float) -> str:
-    return percent(mean, 2) if pd.isna(std) else f"{percent(mean, 2)} ± {100 * std:.2f}"
-
-
-def _rank(value) -> str:
-    return "–" if pd.isna(value) else str(int(value))
-
-
-def _best_set_lines(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float) -> list[str]:
-    """Which combinations, each at its best lr, cannot be told apart from the best on validation accuracy."""
+def best_set_at_best_lr(table: pd.DataFrame, ranked: pd.DataFrame, confidence: float) -> BestSet | None:
+    """The combinations, each at its best lr, not distinguishable from the best on validation accuracy
+    (the max-statistic test within seeds over all of them); None when no pair has a best lr."""
     chosen = ranked.dropna(subset=["best_lr"])
     if chosen.empty:
-        return []
+        return None
     keys = pd.MultiIndex.from_arrays([chosen["init"], chosen["optimizer"], chosen["best_lr"]])
     at_best = table[pd.MultiIndex.from_frame(table[["init", "optimizer", "lr"]]).isin(keys)]
-    found = best_set(at_best, "val_accuracy", "test_accuracy", ["init", "optimizer"], confidence, paired_on=("seed",))
-    members = found.members[found.members["in_set"]]
-    names = [f"{m.init} + {m.optimizer}" for m in members.itertuples()]
-    line = (
-        f"Each at its best lr, the combinations not distinguishable from the best on validation accuracy "
-        f"(max-statistic test within seeds over all of them): {', '.join(names)} ({len(names)} of "
-        f"{len(found.members)})."
-    )
-    if found.status != "ok":
-        line += f" {found.status[0].upper()}{found.status[1:]}."
-    line += " Ranks inside this set are not evidence of a difference."
-    return [line]
-
-
-def sweep_section(
-    metrics_list: list[dict[str, Any]],
-    default_lrs: dict[str, float],
-    validation_source: str,
-    confidence: float = 0.95,
-) -> str:
-    """The findings' learning-rate section as Markdown, every statement computed from the runs."""
-    lines = ["## Learning-rate sensitivity", ""]
-    table = sweep_table(metrics_list)
-    if table.empty:
-        return "\n".join(lines + ["No sweep runs: nothing to report on learning rates."]) + "\n"
-    ranked = rankings(table, default_lrs)
-    best = best_learning_rates(table)
-    seeds = table.groupby(["init", "optimizer", "lr"])["seed"].nunique()
-    lrs_per_optimizer = table.groupby("optimizer", sort=False)["lr"].unique()
-    diverged = table[table["status"] == "diverged"]
-    lines += [
-        "Swept "
-        + "; ".join(f"{opt}: {_lrs_text(sorted(lrs))}" for opt, lrs in lrs_per_optimizer.items())
-        + f". {seeds.min()}"
-        + (f"–{seeds.max()}" if seeds.max() != seeds.min() else "")
-        + f" seed(s) per point; {len(table)} runs, {len(diverged)} diverged"
-        + (
-            " ("
-            + ", ".join(
-                f"{init} + {opt} at lr {lr:g}: {count}"
-                for (init, opt, lr), count in diverged.groupby(["init", "optimizer", "lr"]).size().items()
-            )
-            + ")"
-            if len(diverged)
-            else ""
-        )
-        + ". The best learning rate of each pair is the one with the highest mean final validation accuracy "
-        "among those where no seed diverged; its test accuracy is reported, never used to choose.",
-        "",
-    ]
-    if validation_source == "test":
-        lines += [
-            "**Caveat:** `validation.source` is `test`, so the validation set *is* the test set and the best "
-            "learning rates were chosen on the test set; the test accuracies at the best lr are optimistic.",
-            "",
-        ]
-    shown = pd.DataFrame(
-        {
-            "combination": ranked["combination"],
-            "default lr": ranked["default_lr"].map(lambda v: "n/a" if pd.isna(v) else f"{v:g}"),
-            "test acc. at default lr": [
-                _with_spread(m, s) for m, s in zip(ranked["default_test_mean"], ranked["default_test_std"])
-            ],
-            "rank at default": ranked["default_rank"].map(_rank),
-            "best lr (by validation)": ranked["best_lr"].map(lambda v: "all diverged" if pd.isna(v) else f"{v:g}"),
-            "optimum bracketed?": [edge_text(row) for row in ranked.to_dict("records")],
-            "val. acc. at best lr": ranked["best_val_mean"].map(lambda value: percent(value, 2)),
-            "test acc. at best lr": [
-                _with_spread(m, s) for m, s in zip(ranked["best_test_mean"], ranked["best_test_std"])
-            ],
-            "rank at best lr": ranked["best_rank"].map(_rank),
-        }
-    )
-    lines += [shown.to_markdown(index=False), ""]
-
-    unbracketed = ranked[ranked["edge"] != INSIDE]
-    if unbracketed.empty:
-        lines.append("Every pair's best learning rate lies inside its swept range: each optimum is bracketed.")
-    else:
-        suggestions = next_ranges(best)
-        lines.append(
-            f"**Not bracketed:** the best learning rate of {len(unbracketed)} of {len(ranked)} pairs is not inside "
-            "its swept range, so its optimum may lie beyond it and the ranks may change with a wider sweep: "
-            + "; ".join(
-                f"{opt} ({', '.join(unbracketed.loc[unbracketed['optimizer'] == opt, 'combination'])}): "
-                + suggestion_text(opt, lrs)
-                for opt, lrs in suggestions.items()
-            )
-            + "."
-        )
-    lines.append("")
-
-    moved = ranked[_moved(ranked)]
-    if ranking_changed(ranked):
-        verdict = (
-            f"**The ranking changed** when each pair gets its best learning rate: {len(moved)} of {len(ranked)} "
-            "combinations moved ("
-            + ", ".join(
-                f"{c} {_rank(d)}→{_rank(b)}"
-                for c, d, b in zip(moved["combination"], moved["default_rank"], moved["best_rank"])
-            )
-            + ")."
-        )
-    else:
-        verdict = "**The ranking did not change** when each pair gets its best learning rate."
-    lines.append(verdict)
-    retuned = ranked[ranked["best_lr"].notna() & ~np.isclose(ranked["best_lr"], ranked["default_lr"], equal_nan=True)]
-    lines += [
-        f"{len(retuned)} of {len(ranked)} pairs do better on validation at a learning rate other than their default.",
-        "",
-    ]
-    lines += _best_set_lines(table, ranked, confidence) + [""]
-
-    comparisons = best_vs_default(table, ranked, confidence)
-    lines.append(
-        "Best lr against the default lr, test accuracy, paired on seed (exact sign-flip permutation test, "
-        f"Holm across the pairs, alpha = {stats.alpha_of(confidence):g}):"
-    )
-    lines.append("")
-    for combination, comparison in zip(ranked["combination"], comparisons):
-        text = comparison if isinstance(comparison, str) else comparison_text(comparison)
-        lines.append(f"- {combination}: {text}")
-    tested = [c for c in comparisons if isinstance(c, stats.Comparison)]
-    better = [c for c in tested if c.verdict == "different" and c.estimate > 0]
-    worse = [c for c in tested if c.verdict == "different" and c.estimate < 0]
-    if tested and all(c.verdict == "untestable" for c in tested):
-        lines += ["", "Whether retuning changed the test accuracy is untestable for every retuned pair (see above)."]
-    elif tested:
-        lines += [
-            "",
-            f"Retuning the learning rate changed the test accuracy significantly for {len(better) + len(worse)} of "
-            f"{len(tested)} retuned pairs ({len(better)} better, {len(worse)} worse).",
-        ]
-    return "\n".join(lines) + "\n"
+    return best_set(at_best, "val_accuracy", "test_accuracy", ["init", "optimizer"], confidence, paired_on=("seed",))

@@ -8,6 +8,7 @@ rule signal_report:
         metrics=run_metrics(),
         code=package_code(
             "signal_analysis",
+            "signal_findings",
             "sweep_analysis",
             "diagnostic_figures",
             "findings_comparisons",
@@ -48,6 +49,7 @@ rule lr_sweep_report:
         metrics=sweep_metrics(),
         code=package_code(
             "sweep_analysis",
+            "sweep_findings",
             "signal_analysis",
             "diagnostic_figures",
             "findings_comparisons",

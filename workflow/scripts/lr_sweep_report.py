@@ -4,7 +4,7 @@ from fmnist_initopt.aggregate import load_metrics
 from fmnist_initopt.atomic import atomic_write_text
 from fmnist_initopt.diagnostic_figures import lr_sweep_figure
 from fmnist_initopt.logs import logged
-from fmnist_initopt.sweep_analysis import sweep_section
+from fmnist_initopt.sweep_findings import sweep_section
 
 with logged(snakemake.log[0], "learning-rate sweep report failed") as log:
     metrics_list = load_metrics(snakemake.input.metrics)

@@ -4,7 +4,7 @@ from fmnist_initopt.aggregate import load_metrics
 from fmnist_initopt.atomic import atomic_write_text
 from fmnist_initopt.diagnostic_figures import grad_norm_over_epochs_figure, signal_at_init_figure
 from fmnist_initopt.logs import logged
-from fmnist_initopt.signal_analysis import signal_section
+from fmnist_initopt.signal_findings import signal_section
 
 with logged(snakemake.log[0], "signal report failed") as log:
     metrics_list = load_metrics(snakemake.input.metrics)
