@@ -22,6 +22,7 @@ include: "workflow/rules/export.smk"
 
 onstart:
     tidy_checkpoints_at_start(workflow)
+    plan_progress_at_start(workflow)
 
 
 onsuccess:

@@ -17,7 +17,7 @@ from fake_metrics import ANSWER_QUESTIONS as QUESTIONS
 from fake_metrics import fake_metrics, write_metrics
 from scipy import stats as scipy_stats
 
-from fmnist_initopt import figures
+from fmnist_initopt import figures, study
 from fmnist_initopt.aggregate import combine, load_metrics, summarize_runs, write_csv
 from fmnist_initopt.findings import findings_markdown
 from fmnist_initopt.stats import mean_interval
@@ -525,6 +525,14 @@ def test_an_analysis_rule_names_every_module_its_outputs_are_computed_with(smk, 
     script = re.search(r'script:\s*"\.\./scripts/(\w+\.py)"', rule_block(smk, rule)).group(1)
     needed = imported_modules(REPO / "workflow" / "scripts" / script) - {"atomic", "logs"}
     assert needed <= rule_code_inputs(smk, rule), needed - rule_code_inputs(smk, rule)
+
+
+def test_the_training_code_is_every_module_a_train_job_computes_with():
+    # Only these shape no number, so editing them must retrain nothing: progress.py reports (log lines, the
+    # study's time left); config.py (with the PyTorch check it imports) only refuses sizes that do not fit.
+    reporting_or_refusing = {"atomic", "logs", "progress", "config", "pytorch_check"}
+    needed = imported_modules(REPO / "workflow" / "scripts" / "train.py") - reporting_or_refusing
+    assert needed == set(study.TRAINING_MODULES)
 
 
 def test_statistics_code_lists_the_whole_statistics_layer():

@@ -20,6 +20,8 @@ import yaml
 from conftest import REPO, SNAKEMAKE, make_study, without_timings
 from synthetic import write_synthetic_source
 
+from fmnist_initopt import progress
+
 CLUSTER_SCRIPTS = REPO / "tests" / "slurm"
 # start-slurm.sh's exit status when this machine cannot host the cluster (not root, no apt).
 UNSUPPORTED = 3
@@ -184,6 +186,12 @@ def test_profile_trains_k_runs_per_submission_on_one_gpu(slurm_cluster, tmp_path
     for run_id in run_ids:
         # the fake GPU sets CUDA_VISIBLE_DEVICES but has no CUDA behind it: auto falls back
         assert study.metrics(run_id)["environment"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+        # each epoch line says where the study stands: the plan written on the submitting host, read on the node
+        log = (study.results / "runs" / run_id / "train.log").read_text()
+        assert re.search(r"epoch \d+/\d+ .* \| study \w+: \d+/\d+ epochs", log), log
+    # and the login node's view of it
+    standing = progress.snapshot(progress.study_progress_dir(study.results), time.time())
+    assert f"{len(run_ids)} of {len(run_ids)} runs finished" in standing, standing
 
     local = make_study(tmp_path / "local", synthetic_source, STUDY)
     local.snakemake("--cores", "2", *ONE_THREAD)

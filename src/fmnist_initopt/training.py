@@ -7,7 +7,7 @@ loss as the mean of the batch losses, validation after every epoch, the test set
 generalization gap, the training images once, evaluated as the test set is).
 
 `train_run` reads like pytorch/examples' main(): start (or resume from a checkpoint computed the same
-way), then per epoch train, validate, log and checkpoint, then the final evaluations and the record.
+way), then per epoch train, validate, report (progress.py) and checkpoint, then the final evaluations and the record.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from fmnist_initopt.environment import (
 )
 from fmnist_initopt.model import build_model, model_record, weight_stats
 from fmnist_initopt.optimizers import build_optimizer, hyperparameters_in_use
+from fmnist_initopt.progress import RunProgress
 from fmnist_initopt.study import RunSpec
 
 METRICS_SCHEMA_VERSION = 1
@@ -329,20 +330,6 @@ def train_and_validate(run: Run, epoch: int) -> Divergence | None:
     return None
 
 
-def log_epoch(run: Run) -> None:
-    history = run.history
-    log.info(
-        "%s: epoch %d/%d train_loss %.4f val_loss %.4f val_accuracy %.4f (%.1f s)",
-        run.spec.run_id,
-        history["epoch"][-1],
-        run.spec.epochs,
-        history["train_loss"][-1],
-        history["val_loss"][-1],
-        history["val_accuracy"][-1],
-        history["epoch_seconds"][-1],
-    )
-
-
 def final_evaluation(run: Run, images: torch.Tensor, labels: torch.Tensor, diverged: bool) -> dict[str, Any]:
     """Loss and accuracy of the trained model on a set, in the run's precision; null when the run diverged."""
     if diverged:
@@ -382,22 +369,29 @@ def metrics_record(run: Run, divergence: Divergence | None, test: dict, train_ev
 
 
 def train_run(
-    spec: RunSpec, splits: Splits, device: torch.device, checkpoint_path: Path | None = None
+    spec: RunSpec,
+    splits: Splits,
+    device: torch.device,
+    checkpoint_path: Path | None = None,
+    progress: RunProgress | None = None,
 ) -> dict[str, Any]:
     """Train `spec` to the end (resuming from `checkpoint_path` if it holds a finished epoch computed as
     this run would compute it) and return its metrics. The checkpoint is written after every epoch and is
     left in place: the workflow removes it once Snakemake has succeeded, so that a job rerun meanwhile
-    (a requeued group) finds the finished run and only evaluates it again."""
+    (a requeued group) finds the finished run and only evaluates it again. `progress` reports each epoch
+    (by default a log line; in a study, also its record for the study's estimate)."""
     keep_freed_memory()
+    progress = progress or RunProgress(spec.run_id, spec.epochs)
     run = start(spec, splits, device)
     resume(run, checkpoint_path)
     log_start(run)
+    progress.started(run.history, run.cost.seconds_before_first_step or 0.0)
     divergence = None
     for epoch in range(run.epochs_done + 1, spec.epochs + 1):
         divergence = train_and_validate(run, epoch)
         if divergence is not None:
             break
-        log_epoch(run)
+        progress.epoch_done(run.history)
         if checkpoint_path is not None:
             checkpoint.save(
                 checkpoint_path, checkpoint.binding(spec, run.precision), run.model, run.optimizer, run.saved_state()
@@ -412,4 +406,5 @@ def train_run(
         **final_evaluation(run, run.data.train_x, run.data.train_y, diverged),
         "images": len(run.data.train_y),
     }
+    progress.finished(diverged)
     return metrics_record(run, divergence, test, train_evaluation)

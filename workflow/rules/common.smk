@@ -2,9 +2,10 @@
 # wildcard constraints and input functions, in that order.
 
 import os
+import time
 from pathlib import Path
 
-from fmnist_initopt import cost, study
+from fmnist_initopt import cost, progress, study
 from fmnist_initopt.config import ConfigError, validated_config
 from fmnist_initopt.data import prepared_dir
 
@@ -36,8 +37,12 @@ STUDY_DATA = (
     f"{STUDY_DIR}/data/{prepared_dir(DATA_ROOT, config['data']['sha256']).name}.json"
 )
 # {model} is empty for the brief's CNN (depth 0) and "_depth<N>" otherwise, so depth-0 runs keep their paths.
-RUN_DIR = f"{STUDY_DIR}/runs/{{init}}_{{optimizer}}{{model}}_seed{{seed}}"
-SWEEP_DIR = f"{STUDY_DIR}/sweep/{{init}}_{{optimizer}}_lr{{lr}}_seed{{seed}}"
+RUN_NAME = "{init}_{optimizer}{model}_seed{seed}"
+SWEEP_NAME = "{init}_{optimizer}_lr{lr}_seed{seed}"
+RUN_DIR = f"{STUDY_DIR}/runs/{RUN_NAME}"
+SWEEP_DIR = f"{STUDY_DIR}/sweep/{SWEEP_NAME}"
+# While it trains: the plan of this invocation (onstart) and one record per run, a log of its job (progress.py).
+PROGRESS_DIR = str(progress.study_progress_dir(STUDY_DIR))
 # A run's resume point, named after its directory (unique for grid and sweep runs alike).
 CHECKPOINT_DIR = f"{STUDY_DIR}/checkpoints"
 LOG_DIR = f"{STUDY_DIR}/logs"
@@ -220,19 +225,38 @@ def forced_by_the_user(job, dag, settings):
     return any(os.path.normpath(str(output)) in named for output in job.output)
 
 
+def training_jobs(workflow):
+    """The train and train_sweep jobs this invocation runs, each with its spec."""
+    spec_functions = {"train": spec_of, "train_sweep": sweep_spec_of}
+    return [
+        (job, study.run_spec_from_json(spec_functions[job.rule.name](job.wildcards)))
+        for job in workflow.dag.needrun_jobs()
+        if job.rule.name in spec_functions
+    ]
+
+
+def plan_progress_at_start(workflow):
+    """Before any job runs (the onstart hook): the runs this invocation trains, by their record's name,
+    with their epochs, so that every epoch line can estimate the study's time left (progress.py).
+    """
+    runs = {
+        Path(job.log.progress).stem: spec.epochs
+        for job, spec in training_jobs(workflow)
+    }
+    progress.write_plan(Path(PROGRESS_DIR), config["study"], runs, time.time())
+
+
 def tidy_checkpoints_at_start(workflow):
     """Before any job runs (the onstart hook, which group jobs skip with --no-hooks, so a requeued group
     still resumes): a run the user forces retrains from epoch 1, so its checkpoint goes; a run about to
     run for any other reason resumes from its checkpoint, even if a metrics.json was written as it was
     killed (Snakemake then marks it incomplete); every other finished run's checkpoint goes.
     """
-    dag = workflow.dag
     to_run = {
         Path(checkpoint_of(job.wildcards, job.output)): forced_by_the_user(
-            job, dag, workflow.dag_settings
+            job, workflow.dag, workflow.dag_settings
         )
-        for job in dag.needrun_jobs()
-        if job.rule.name in ("train", "train_sweep")
+        for job, _ in training_jobs(workflow)
     }
     finished = set(finished_checkpoints())
     for saved in Path(CHECKPOINT_DIR).glob("*.pt"):

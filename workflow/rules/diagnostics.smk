@@ -35,7 +35,8 @@ use rule train as train_sweep with:
     output:
         metrics=f"{SWEEP_DIR}/metrics.json",
     log:
-        f"{SWEEP_DIR}/train.log",
+        train=f"{SWEEP_DIR}/train.log",
+        progress=f"{PROGRESS_DIR}/{SWEEP_NAME}.json",
     conda:
         CONDA_ENV
     params:

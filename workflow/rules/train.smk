@@ -8,7 +8,9 @@ rule train:
     output:
         metrics=f"{RUN_DIR}/metrics.json",
     log:
-        f"{RUN_DIR}/train.log",
+        train=f"{RUN_DIR}/train.log",
+        # rewritten after every epoch; a log, so it never decides a rerun (progress.py)
+        progress=f"{PROGRESS_DIR}/{RUN_NAME}.json",
     conda:
         CONDA_ENV
     threads: 1
