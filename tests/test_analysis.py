@@ -502,12 +502,20 @@ def statistics_code() -> set[str]:
 
 
 def rule_code_inputs(smk: str, rule: str) -> set[str]:
-    """The modules a rule's package_code(...) names, STATISTICS_CODE expanded."""
+    """The modules a rule's package_code(...) names, STATISTICS_CODE and the training modules expanded."""
     block = rule_block(smk, rule).split("code=package_code(", 1)[1].split(")", 1)[0]
-    return set(re.findall(r'"(\w+)"', block)) | (statistics_code() if "*STATISTICS_CODE" in block else set())
+    named = set(re.findall(r'"(\w+)"', block))
+    named |= statistics_code() if "*STATISTICS_CODE" in block else set()
+    return named | (set(study.TRAINING_MODULES) if "*study.TRAINING_MODULES" in block else set())
 
 
-ANALYSIS_RULES = [
+# Modules that shape no output: the atomic writer, the log set-up, the progress lines (the study's time
+# left), and config.py with the PyTorch check it imports (they only refuse what does not fit).
+SHAPES_NOTHING = {"atomic", "logs", "progress", "config", "pytorch_check"}
+
+CODE_INPUT_RULES = [
+    ("cost.smk", "step_cost"),
+    ("export.smk", "export_mlflow"),
     ("report.smk", "aggregate"),
     ("report.smk", "figures"),
     ("report.smk", "findings"),
@@ -519,19 +527,17 @@ ANALYSIS_RULES = [
 ]
 
 
-@pytest.mark.parametrize(("smk", "rule"), ANALYSIS_RULES)
-def test_an_analysis_rule_names_every_module_its_outputs_are_computed_with(smk, rule):
-    # editing any of them must rerun the rule; the atomic writer and the log set-up do not shape the outputs
+@pytest.mark.parametrize(("smk", "rule"), CODE_INPUT_RULES)
+def test_a_rule_names_every_module_its_outputs_are_computed_with(smk, rule):
+    # editing any of them must rerun the rule
     script = re.search(r'script:\s*"\.\./scripts/(\w+\.py)"', rule_block(smk, rule)).group(1)
-    needed = imported_modules(REPO / "workflow" / "scripts" / script) - {"atomic", "logs"}
+    needed = imported_modules(REPO / "workflow" / "scripts" / script) - SHAPES_NOTHING
     assert needed <= rule_code_inputs(smk, rule), needed - rule_code_inputs(smk, rule)
 
 
 def test_the_training_code_is_every_module_a_train_job_computes_with():
-    # Only these shape no number, so editing them must retrain nothing: progress.py reports (log lines, the
-    # study's time left); config.py (with the PyTorch check it imports) only refuses sizes that do not fit.
-    reporting_or_refusing = {"atomic", "logs", "progress", "config", "pytorch_check"}
-    needed = imported_modules(REPO / "workflow" / "scripts" / "train.py") - reporting_or_refusing
+    # editing any other module (e.g. progress.py) must retrain nothing
+    needed = imported_modules(REPO / "workflow" / "scripts" / "train.py") - SHAPES_NOTHING
     assert needed == set(study.TRAINING_MODULES)
 
 

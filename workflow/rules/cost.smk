@@ -4,7 +4,8 @@
 # starts it after the training jobs that are ready, when the machine is as quiet as the study gets.
 rule step_cost:
     input:
-        code=package_code("cost", "training", "model", "optimizers", "environment"),
+        # the step is the training code's (its model, optimizer and precision handling)
+        code=package_code("cost", *study.TRAINING_MODULES),
     output:
         csv=STEP_COST_CSV,
     log:

@@ -16,7 +16,16 @@ rule export_mlflow:
                 + (sweep_metrics() if sweep_on() else [])
             )
         ),
-        code=package_code("mlflow_export", "compare"),
+        # compare.py's flattening of the spec, and what compare.py imports
+        code=package_code(
+            "mlflow_export",
+            "compare",
+            "compare_report",
+            "aggregate",
+            "figures",
+            "wording",
+            *STATISTICS_CODE,
+        ),
     output:
         record=MLFLOW_EXPORT,
     log:
