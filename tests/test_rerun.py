@@ -1,6 +1,7 @@
 """Changing the config redoes exactly the work the change affects (issue 4); another study, or the same
 data prepared again, redoes none of it, and other data redoes every run (issue 19)."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -95,6 +96,9 @@ def test_adding_an_optimizer_defined_in_yaml_trains_only_its_runs(copy):
     assert trained(planned_jobs(copy.snakemake("-n"))) == runs(["he", "xavier"], ["adamw"], [1])
     copy.snakemake("--cores", "2")
     assert copy.metrics("he_adamw_seed1")["hyperparameters"]["weight_decay"] == 0.01
+    # the study's progress counted exactly the runs this invocation trained
+    plan = json.loads((copy.results / "progress" / "plan.json").read_text())
+    assert plan["runs"] == {"he_adamw_seed1": 2, "xavier_adamw_seed1": 2}
     assert "he + adamw" in (copy.results / "findings.md").read_text()
     assert "adamw" in (copy.results / "combinations.csv").read_text()
     metrics_time = (copy.results / "runs" / "he_adamw_seed1" / "metrics.json").stat().st_mtime
@@ -108,8 +112,11 @@ def test_removing_an_init_trains_nothing_and_drops_it_from_the_report(copy):
     jobs = planned_jobs(copy.snakemake("-n"))
     assert trained(jobs) == set()
     assert not_training(jobs) == analysis_rules(copy) | {"all"}
+    plan = (copy.results / "progress" / "plan.json").read_bytes()
     copy.snakemake("--cores", "2")
     assert "xavier" not in (copy.results / "findings.md").read_text()
+    # an invocation that trains nothing leaves the last training's plan alone
+    assert (copy.results / "progress" / "plan.json").read_bytes() == plan
     assert "xavier" not in (copy.results / "summary.csv").read_text()
 
 

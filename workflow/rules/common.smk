@@ -237,13 +237,15 @@ def training_jobs(workflow):
 
 def plan_progress_at_start(workflow):
     """Before any job runs (the onstart hook): the runs this invocation trains, by their record's name,
-    with their epochs, so that every epoch line can estimate the study's time left (progress.py).
+    with their epochs, so that every epoch line can estimate the study's time left (progress.py). An
+    invocation that trains nothing (a report, an export) leaves the last plan alone.
     """
     runs = {
         Path(job.log.progress).stem: spec.epochs
         for job, spec in training_jobs(workflow)
     }
-    progress.write_plan(Path(PROGRESS_DIR), config["study"], runs, time.time())
+    if runs:
+        progress.write_plan(Path(PROGRESS_DIR), config["study"], runs, time.time())
 
 
 def tidy_checkpoints_at_start(workflow):
