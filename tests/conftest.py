@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from synthetic import synthetic_arrays, write_synthetic_source
 
+from fmnist_initopt.config import PASSED_CHECKS_FILE, validated_config
 from fmnist_initopt.data import Splits
 from fmnist_initopt.study import RunSpec
 
@@ -67,6 +69,8 @@ class Study:
         self.root = root
         self.checksums = checksums
         self.source = source
+        # the `snakemake` run that finished the study, where a fixture ran it (finished_study)
+        self.finished_by: subprocess.CompletedProcess | None = None
 
     @property
     def config_path(self) -> Path:
@@ -108,7 +112,28 @@ def synthetic_source(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return directory, write_synthetic_source(directory)
 
 
+# Where the workflow remembers the PyTorch checks that passed (common.smk's cache_dir).
+PYTORCH_CHECKS = Path(".snakemake") / "fmnist-initopt" / PASSED_CHECKS_FILE
+
+
+@functools.cache
+def passed_tiny_pytorch_check() -> bytes:
+    """The workflow's record of a passed PyTorch check of TINY_CONFIG's inits and optimizers, made once per
+    session. Every workspace is a copy of the same code, so the check's outcome is the same in each: it is
+    run here once instead of once per workspace (~5 s each). A config with other inits, optimizers, depth or
+    device has another key and is still checked by the workflow; a failing check is never recorded."""
+    with open(REPO / "config" / "config.yaml") as handle:
+        config = deep_update(yaml.safe_load(handle), TINY_CONFIG)
+    cache_dir = Path(tempfile.mkdtemp(prefix="fmnist_initopt-checks-"))
+    validated_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml", cache_dir=cache_dir)
+    record = (cache_dir / PASSED_CHECKS_FILE).read_bytes()
+    shutil.rmtree(cache_dir)
+    return record
+
+
 def make_study(root: Path, synthetic_source, overrides: dict | None = None) -> Study:
+    """A copy of the workflow in `root` on the synthetic data, its config TINY_CONFIG plus `overrides`; the
+    workspace starts with the passed PyTorch check of TINY_CONFIG (see passed_tiny_pytorch_check)."""
     root.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         source = REPO / name
@@ -116,16 +141,59 @@ def make_study(root: Path, synthetic_source, overrides: dict | None = None) -> S
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.exists():
             shutil.copy2(source, root / name)
+    (root / PYTORCH_CHECKS).parent.mkdir(parents=True, exist_ok=True)
+    (root / PYTORCH_CHECKS).write_bytes(passed_tiny_pytorch_check())
     directory, checksums = synthetic_source
     study = Study(root, checksums, directory)
     study.write_config(overrides)
     return study
 
 
+def copy_study(study: Study, root: Path) -> Study:
+    """A private copy of `study` in `root`: its results, timestamps and Snakemake's records kept."""
+    shutil.copytree(study.root, root, symlinks=True)
+    return Study(root, study.checksums, study.source)
+
+
 @pytest.fixture
 def study(tmp_path, synthetic_source) -> Study:
     """A fresh tiny study (2 inits x 3 optimizers x 1 seed, 2 epochs) on synthetic data, not yet run."""
     return make_study(tmp_path / "study", synthetic_source)
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory, synthetic_source) -> Study:
+    """The tiny study run to the end once per session (`snakemake --cores 2`). Shared: never change it,
+    change a copy (finished_copy)."""
+    study = make_study(tmp_path_factory.mktemp("finished") / "study", synthetic_source)
+    study.finished_by = study.snakemake("--cores", "2")
+    return study
+
+
+# The smallest study with every category of the HTML report: two grid runs, and two more lrs per grid run for
+# the learning-rate sweep (the default lr's runs are the grid's).
+SWEEP_STUDY = {
+    "grid": {"inits": ["he", "xavier"], "optimizers": ["sgd"], "seeds": [1]},
+    "training": {"epochs": 1, "train_size": 200},
+    "lr_sweep": {"enabled": True, "seeds": [1], "learning_rates": {"sgd": [0.001, 0.1]}},
+}
+
+
+@pytest.fixture(scope="session")
+def finished_sweep_study(tmp_path_factory, synthetic_source) -> Study:
+    """SWEEP_STUDY run once per session the way `make report` runs a study: the study, then
+    results/main/report.html. Shared: read it, never change it."""
+    study = make_study(tmp_path_factory.mktemp("sweep") / "study", synthetic_source, SWEEP_STUDY)
+    study.finished_by = study.snakemake("--cores", "2", "--report", "results/main/report.html", "--report-after-run")
+    return study
+
+
+@pytest.fixture
+def finished_copy(finished_study, tmp_path) -> Study:
+    """A private copy of the finished tiny study, to rerun, edit or damage."""
+    copied = copy_study(finished_study, tmp_path / "finished-copy")
+    copied.finished_by = finished_study.finished_by
+    return copied
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:

@@ -207,16 +207,16 @@ def test_two_depths_plan_every_run_at_both_and_the_depth_report(tmp_path, synthe
     assert any("he_adam_seed1" in line for line in main) and not any("depth2" in line for line in main)
 
 
-def test_adding_a_depth_trains_only_its_runs(tmp_path, synthetic_source):
-    overrides = {
-        "grid": {"inits": ["he"], "optimizers": ["adam"]},
-        "training": {"epochs": 1, "train_size": 200},
+def test_adding_a_depth_trains_only_its_runs(finished_copy):
+    # the session's tiny study at the brief's depth, every run finished (conftest.finished_study)
+    shallow = finished_copy
+    # everything `all` needs, finished or not: one depth plans no depth report
+    assert "depth_report" not in {rule for rule, _ in planned_jobs(shallow.snakemake("-n", "--forceall"))}
+    shallow.write_config({"model": {"extra_conv_layers": [0, 3]}})
+    grid = shallow.config()["grid"]
+    assert trained_runs(planned_jobs(shallow.snakemake("-n"))) == {
+        f"{init}_{optimizer}_depth3_seed1" for init in grid["inits"] for optimizer in grid["optimizers"]
     }
-    shallow = make_study(tmp_path / "shallow", synthetic_source, overrides)
-    assert "depth_report" not in {rule for rule, _ in planned_jobs(shallow.snakemake("-n"))}
-    shallow.snakemake("--cores", "1", "results/main/runs/he_adam_seed1/metrics.json")
-    shallow.write_config({**overrides, "model": {"extra_conv_layers": [0, 3]}})
-    assert trained_runs(planned_jobs(shallow.snakemake("-n"))) == {"he_adam_depth3_seed1"}
 
 
 # --- The depth section ---------------------------------------------------------------------------------

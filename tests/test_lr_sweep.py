@@ -222,15 +222,9 @@ def test_with_the_sweep_off_none_of_its_rules_are_planned(study):
     assert "train_sweep" not in plan and "lr_sweep_report" not in plan
 
 
-def test_the_sweep_end_to_end_on_synthetic_data(study):
-    study.write_config(
-        {
-            "grid": {"optimizers": ["sgd"]},
-            "training": {"epochs": 1, "train_size": 200},
-            "lr_sweep": {"enabled": True, "seeds": [1], "learning_rates": {"sgd": [0.001, 0.1]}},
-        }
-    )
-    study.snakemake("--cores", "2")
+def test_the_sweep_end_to_end_on_synthetic_data(finished_sweep_study):
+    # he and xavier x sgd, 1 epoch, the sweep at lr 0.001 and 0.1 (conftest.SWEEP_STUDY), run once by snakemake
+    study = finished_sweep_study
     sweep_runs = sorted(p.parent.name for p in (study.results / "sweep").glob("*/metrics.json"))
     assert sweep_runs == sorted(f"{init}_sgd_lr{lr}_seed1" for init in ("he", "xavier") for lr in ("0.001", "0.1"))
     metrics = study.metrics("he_sgd_seed1")

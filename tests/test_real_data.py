@@ -24,32 +24,31 @@ def real_data_config(study) -> dict:
     return config
 
 
-def test_quick_sized_study_on_real_data(tmp_path, synthetic_source):
-    study = make_study(tmp_path / "real", synthetic_source)
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory, synthetic_source):
+    """One quick-sized study on the real data, run once for both tests: Adam trains, and the brief's own
+    "loss becomes NaN" case, SGD at lr 1000, diverges in its first epoch in every run (empty history)."""
+    study = make_study(tmp_path_factory.mktemp("real") / "study", synthetic_source)
     config = real_data_config(study)
-    config["grid"] = {"inits": ["he"], "optimizers": ["adam"], "seeds": [1]}
+    config["grid"] = {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam"], "seeds": [1]}
+    config["optimizers"]["sgd"]["kwargs"]["lr"] = 1.0e3
     config["training"] = {"epochs": 1, "batch_size": 64, "train_size": 6000}
     config["validation"] = {"source": "holdout", "size": 2000, "split_seed": 0}
     study.write_config(base=config, overrides=config)
     study.snakemake("--cores", "2")
-    metrics = study.metrics("he_adam_seed1")
+    return study
+
+
+def test_quick_sized_study_on_real_data(real_study):
+    metrics = real_study.metrics("he_adam_seed1")
     assert metrics["data"] == {"validation_source": "holdout", "train": 6000, "validation": 2000, "test": 10000}
     # one epoch on a tenth of the data already separates FashionMNIST's classes well above chance (0.1)
     assert metrics["test"]["accuracy"] > 0.7
 
 
-def test_an_optimizer_that_diverges_in_epoch_1_still_gets_a_report(tmp_path, synthetic_source):
-    # The brief's own "loss becomes NaN" case on the real data: SGD at lr 1000 diverges in its first epoch in
-    # every run (empty history); the report must still be written and say so.
-    study = make_study(tmp_path / "diverging", synthetic_source)
-    config = real_data_config(study)
-    config["grid"] = {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam"], "seeds": [1]}
-    config["optimizers"]["sgd"]["kwargs"]["lr"] = 1.0e3
-    config["training"] = {"epochs": 1, "batch_size": 64, "train_size": 2000}
-    config["validation"] = {"source": "holdout", "size": 1000, "split_seed": 0}
-    study.write_config(base=config, overrides=config)
-    study.snakemake("--cores", "2")
-
+def test_an_optimizer_that_diverges_in_epoch_1_still_gets_a_report(real_study):
+    # SGD at lr 1000 diverged in epoch 1 in every run: the report must still be written and say so
+    study = real_study
     diverged = [f"{init}_sgd_seed1" for init in ("he", "xavier")]
     for run_id in diverged:
         metrics = study.metrics(run_id)

@@ -27,12 +27,6 @@ WAIT_SECONDS = 30
 # Their names sort into reading order: the report's menu lists categories sorted by name.
 CATEGORIES = ["1. Findings", "2. Figures", "3. Diagnostics", "4. Learning-rate sweep", "6. Tables"]
 SIGNAL_FIGURES = ["signal_at_init.png", "signal_grad_norms.png"]
-# The smallest study with every category: two grid runs, and one more lr per run for the sweep.
-STUDY = {
-    "grid": {"inits": ["he", "xavier"], "optimizers": ["sgd"], "seeds": [1]},
-    "training": {"epochs": 1, "train_size": 200},
-    "lr_sweep": {"enabled": True, "seeds": [1], "learning_rates": {"sgd": [0.1]}},
-}
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +88,16 @@ def linked_files(findings: str) -> list[str]:
     return [link for link in links if not re.match(r"[a-z]+:|#", link)]
 
 
-def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(study, browser, downloads, tmp_path):
+def test_the_findings_read_inside_the_html_report_and_every_figure_is_listed(
+    finished_sweep_study, browser, downloads, tmp_path
+):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
 
-    study.write_config(STUDY)
-    # What `make report` runs: the study, then the report.
-    study.snakemake("--cores", "2", "--report", "results/main/report.html", "--report-after-run")
-    results = study.results
+    # the smallest study with every category (conftest.SWEEP_STUDY), run as `make report` runs one: the
+    # study, then the report
+    results = finished_sweep_study.results
     findings = (results / "findings.md").read_text()
     wait = WebDriverWait(browser, WAIT_SECONDS)
 

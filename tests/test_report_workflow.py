@@ -10,13 +10,9 @@ def jobs_planned(result) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"total"}
 
 
-# Two of each name keep every comparison in play while training only four tiny runs.
-SMALL_GRID = {"grid": {"inits": ["he", "xavier"], "optimizers": ["sgd", "adam"], "seeds": [1]}}
-
-
-def test_study_then_html_report_and_report_settings_never_retrain(study):
-    study.write_config(SMALL_GRID)
-    study.snakemake("--cores", "2")
+def test_study_then_html_report_and_report_settings_never_retrain(finished_copy):
+    # the session's tiny study (2 inits x 3 optimizers, 1 seed), run once by `snakemake --cores 2`
+    study = finished_copy
     results = study.results
     for name in ("summary.csv", "combinations.csv", "findings.md"):
         assert (results / name).stat().st_size > 0, name
@@ -44,5 +40,5 @@ def test_study_then_html_report_and_report_settings_never_retrain(study):
         "all",
     }
     # A report setting reaches only the analysis rules: changing it re-analyses, never retrains.
-    study.write_config({**SMALL_GRID, "report": {"target_accuracy": 0.3}})
+    study.write_config({"report": {"target_accuracy": 0.3}})
     assert jobs_planned(study.snakemake("-n")) == {"aggregate", "figures", "findings", "findings_html", "all"}

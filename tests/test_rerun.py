@@ -7,25 +7,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, make_study, planned_jobs
+from conftest import REPO, copy_study, planned_jobs
 from synthetic import write_synthetic_source
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, synthetic_source):
-    study = make_study(tmp_path_factory.mktemp("finished") / "study", synthetic_source)
-    study.snakemake("--cores", "2")
-    return study
+def copies_plan_nothing(finished_study, tmp_path_factory):
+    """What every test below starts from: a copy of the finished study plans nothing. Copies are identical
+    (bytes, timestamps, Snakemake's records), so one is checked for all."""
+    copied = copy_study(finished_study, tmp_path_factory.mktemp("checked") / "study")
+    assert planned_jobs(copied.snakemake("-n")) == set(), "a finished study must plan nothing"
 
 
 @pytest.fixture
-def copy(finished, tmp_path):
-    """A private copy of the finished study (timestamps and Snakemake's records kept)."""
-    target = tmp_path / "copy"
-    shutil.copytree(finished.root, target, symlinks=True)
-    clone = type(finished)(target, finished.checksums, finished.source)
-    assert planned_jobs(clone.snakemake("-n")) == set(), "a finished study must plan nothing"
-    return clone
+def copy(copies_plan_nothing, finished_copy):
+    """A private copy of the session's finished tiny study (timestamps and Snakemake's records kept)."""
+    return finished_copy
 
 
 def edit_config(study, change):

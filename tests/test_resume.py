@@ -11,8 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
-from conftest import SNAKEMAKE, make_study, without_timings
+from conftest import SNAKEMAKE, copy_study, make_study, without_timings
 
 RUN_ID = "he_adam_seed1"  # Adam: the resumed run needs the optimizer's moment estimates back
 TARGET = f"results/main/runs/{RUN_ID}/metrics.json"
@@ -25,6 +26,15 @@ OVERRIDES = {
     "grid": {"inits": ["he"], "optimizers": ["adam"], "seeds": [1]},
     "training": {"epochs": EPOCHS},
 }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, synthetic_source):
+    """The run trained uninterrupted to its end, as inside a SLURM group job (--no-hooks): its last
+    checkpoint stays. Shared by the tests: change a copy (copy_study), never this one."""
+    study = make_study(tmp_path_factory.mktemp("uninterrupted") / "study", synthetic_source, OVERRIDES)
+    study.snakemake(*ONE_THREAD, "--no-hooks", TARGET)
+    return study
 
 
 def processes_in(directory: Path) -> list[int]:
@@ -70,7 +80,7 @@ def kill_after_first_checkpoint(study) -> int:
     return epochs_done
 
 
-def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tmp_path, synthetic_source):
+def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tmp_path, synthetic_source, finished):
     killed = make_study(tmp_path / "killed", synthetic_source, OVERRIDES)
     epochs_done = kill_after_first_checkpoint(killed)
 
@@ -83,9 +93,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
     assert len(re.findall(r"epoch \d+/\d+", log)) == EPOCHS - epochs_done, log
     assert not (killed.root / CHECKPOINT).exists(), "the checkpoint outlived metrics.json"
 
-    uninterrupted = make_study(tmp_path / "uninterrupted", synthetic_source, OVERRIDES)
-    uninterrupted.snakemake(*ONE_THREAD, TARGET)
-    resumed, reference = killed.metrics(RUN_ID), uninterrupted.metrics(RUN_ID)
+    resumed, reference = killed.metrics(RUN_ID), finished.metrics(RUN_ID)
     assert resumed["history"]["epoch"] == list(range(1, EPOCHS + 1))
     assert without_timings(resumed) | {"environment": None} == without_timings(reference) | {"environment": None}
 
@@ -94,10 +102,9 @@ def epochs_trained(study) -> int:
     return len(re.findall(r"epoch \d+/\d+", (study.results / "runs" / RUN_ID / "train.log").read_text()))
 
 
-def test_a_requeued_job_re_evaluates_a_finished_run_and_a_forced_rerun_retrains_it(tmp_path, synthetic_source):
-    study = make_study(tmp_path / "study", synthetic_source, OVERRIDES)
+def test_a_requeued_job_re_evaluates_a_finished_run_and_a_forced_rerun_retrains_it(tmp_path, finished):
+    study = copy_study(finished, tmp_path / "study")
     # a SLURM group job runs Snakemake with --no-hooks: the finished run's checkpoint stays
-    study.snakemake(*ONE_THREAD, "--no-hooks", TARGET)
     assert (study.root / CHECKPOINT).exists(), "a finished run lost its checkpoint inside a group job"
     first = study.metrics(RUN_ID)
 
@@ -116,10 +123,9 @@ def test_a_requeued_job_re_evaluates_a_finished_run_and_a_forced_rerun_retrains_
     assert not (study.root / CHECKPOINT).exists(), "a finished run's checkpoint outlived a successful Snakemake"
 
 
-def test_a_forced_rerun_of_an_interrupted_run_retrains_from_epoch_1(tmp_path, synthetic_source):
-    study = make_study(tmp_path / "study", synthetic_source, OVERRIDES)
-    # an interrupted run: its checkpoint (here of every epoch) is there, its metrics.json is not
-    study.snakemake(*ONE_THREAD, "--no-hooks", TARGET)
+def test_a_forced_rerun_of_an_interrupted_run_retrains_from_epoch_1(tmp_path, finished):
+    study = copy_study(finished, tmp_path / "study")
+    # an interrupted run: its checkpoint (here of every epoch, --no-hooks) is there, its metrics.json is not
     (study.root / TARGET).unlink()
     assert (study.root / CHECKPOINT).exists()
     study.snakemake(*ONE_THREAD, "--forcerun", TARGET)

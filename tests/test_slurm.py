@@ -7,6 +7,7 @@ trains on the CPU: the results must then equal a local run's.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -158,12 +159,41 @@ def comparable(metrics: dict) -> dict:
     return {k: v for k, v in without_timings(metrics).items() if k != "environment"}
 
 
+def grid_run_ids(overrides: dict) -> list[str]:
+    grid = overrides["grid"]
+    return sorted(f"{i}_{o}_seed{s}" for i in grid["inits"] for o in grid["optimizers"] for s in grid["seeds"])
+
+
+@contextlib.contextmanager
+def trained_locally(study, run_ids):
+    """The reference: `run_ids` trained by a local snakemake (no SLURM, one thread, only the runs), in the
+    background while the block waits on the cluster; on leaving the block, the local runs have succeeded."""
+    targets = [f"results/main/runs/{run_id}/metrics.json" for run_id in run_ids]
+    process = subprocess.Popen(
+        [SNAKEMAKE, *targets, "--cores", "2", *ONE_THREAD],  # targets first: --set-threads takes every word after it
+        cwd=study.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield study
+        output = process.communicate(timeout=SNAKEMAKE_TIMEOUT)[0]
+        assert process.returncode == 0, f"the local reference runs failed:\n{output}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def test_profile_trains_k_runs_per_submission_on_one_gpu(slurm_cluster, tmp_path, synthetic_source):
     study = slurm_study(tmp_path / "on-slurm", synthetic_source, STUDY)
 
     started = time.monotonic()
-    result = study.snakemake("--profile", "slurm", *GROUPING, *FAST_POLLING, *ONE_THREAD, timeout=SNAKEMAKE_TIMEOUT)
-    print(f"snakemake --profile slurm {' '.join(GROUPING)}: {time.monotonic() - started:.0f} s")
+    # the local reference trains while snakemake mostly waits on the cluster's queue and status queries
+    with trained_locally(make_study(tmp_path / "local", synthetic_source, STUDY), grid_run_ids(STUDY)) as local:
+        result = study.snakemake("--profile", "slurm", *GROUPING, *FAST_POLLING, *ONE_THREAD, timeout=SNAKEMAKE_TIMEOUT)
+        print(f"snakemake --profile slurm {' '.join(GROUPING)}: {time.monotonic() - started:.0f} s")
 
     run_ids = sorted(path.parent.name for path in (study.results / "runs").glob("*/metrics.json"))
     assert run_ids == ["he_adam_seed1", "he_sgd_seed1", "xavier_adam_seed1", "xavier_sgd_seed1"], result.stderr
@@ -193,8 +223,6 @@ def test_profile_trains_k_runs_per_submission_on_one_gpu(slurm_cluster, tmp_path
     standing = progress.snapshot(progress.study_progress_dir(study.results), time.time())
     assert f"{len(run_ids)} of {len(run_ids)} runs finished" in standing, standing
 
-    local = make_study(tmp_path / "local", synthetic_source, STUDY)
-    local.snakemake("--cores", "2", *ONE_THREAD)
     for run_id in run_ids:
         assert local.metrics(run_id)["environment"]["slurm_job_id"] is None
         assert comparable(study.metrics(run_id)) == comparable(local.metrics(run_id)), run_id
@@ -212,9 +240,11 @@ def test_requeued_group_re_evaluates_its_finished_run_and_resumes_the_other(
         in_flight = {run for run in run_ids - finished if (checkpoints / f"{run}.pt").exists()}
         return (finished, in_flight) if len(finished) == 1 and len(in_flight) == 1 else None
 
+    # the two runs only: the whole study under the profile is the test above's
+    targets = [f"results/main/runs/{run}/metrics.json" for run in sorted(run_ids)]
     started = time.monotonic()
     process = subprocess.Popen(
-        [SNAKEMAKE, "--profile", "slurm", *GROUPING, *FAST_POLLING, *ONE_THREAD],
+        [SNAKEMAKE, *targets, "--profile", "slurm", *GROUPING, *FAST_POLLING, *ONE_THREAD],
         cwd=study.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -228,7 +258,10 @@ def test_requeued_group_re_evaluates_its_finished_run_and_resumes_the_other(
         (job_id,) = running_train_jobs(study.root)
         subprocess.run(["scontrol", "requeue", job_id], check=True)
         print(f"requeued job {job_id} after {time.monotonic() - started:.0f} s ({finished} done, {in_flight} not)")
-        output = process.communicate(timeout=SNAKEMAKE_TIMEOUT)[0]
+        # the local reference trains while the requeued job waits out SLURM's requeue delay
+        reference = make_study(tmp_path / "local", slow_synthetic_source, REQUEUE_STUDY)
+        with trained_locally(reference, sorted(run_ids)) as local:
+            output = process.communicate(timeout=SNAKEMAKE_TIMEOUT)[0]
     finally:
         if process.poll() is None:
             process.kill()
@@ -259,7 +292,5 @@ def test_requeued_group_re_evaluates_its_finished_run_and_resumes_the_other(
         (resubmitted,) = finished_in
         assert int(resubmitted) > int(job_id), (finished_in, job_id)
 
-    local = make_study(tmp_path / "local", slow_synthetic_source, REQUEUE_STUDY)
-    local.snakemake("--cores", "2", *ONE_THREAD)
     for run in run_ids:
         assert comparable(study.metrics(run)) == comparable(local.metrics(run)), run

@@ -7,8 +7,9 @@ import pytest
 from conftest import metrics_schema
 
 
-def test_one_valid_metrics_file_per_combination_and_a_second_run_does_nothing(study):
-    result = study.snakemake("--cores", "2")
+def test_one_valid_metrics_file_per_combination_and_a_second_run_does_nothing(finished_copy):
+    # the session's tiny study, run once by `snakemake --cores 2` (conftest.finished_study)
+    study, result = finished_copy, finished_copy.finished_by
     schema = metrics_schema()
     runs = sorted(p.parent.name for p in (study.results / "runs").glob("*/metrics.json"))
     expected = sorted(f"{i}_{o}_seed1" for i in ("he", "xavier") for o in ("adam", "rmsprop", "sgd"))
