@@ -160,14 +160,10 @@ def restart(study) -> subprocess.CompletedProcess:
 
 def test_a_study_killed_mid_run_finishes_on_restart_keeping_every_finished_run(study):
     # three runs on two cores: the third is still training when one of the first two is done. Enough epochs
-    # (~0.1 s each on a quiet machine, on 200 images) that the in-flight run cannot finish within the kill's
-    # grace period.
+    # (~0.1 s each on a quiet machine) that the in-flight run cannot finish within the kill's grace period.
     epochs = 40
     study.write_config(
-        {
-            "grid": {"inits": ["he"], "optimizers": ["sgd", "adam", "rmsprop"]},
-            "training": {"epochs": epochs, "train_size": 200},
-        }
+        {"grid": {"inits": ["he"], "optimizers": ["sgd", "adam", "rmsprop"]}, "training": {"epochs": epochs}}
     )
     runs, checkpoints = study.results / "runs", study.results / "checkpoints"
 
